@@ -1,0 +1,127 @@
+"""The run spec: recipes validate; unknown keys, wrong types and bad values are named, all at once."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import cli
+from wizard import spec as specmod
+from wizard.catalog import recipe_files
+from wizard.errors import SpecError
+
+MINIMAL = {"model": {"id": "smollm2-135m-instruct"}, "data": {"train": "recipes/data/self_cognition.jsonl"}}
+
+
+def write(tmp_path, text: str, name="spec.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text), encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("recipe", recipe_files(), ids=lambda p: p.name)
+def test_every_bundled_recipe_validates(recipe):
+    spec = specmod.load(recipe)
+    assert spec.version == 1
+    for src in spec.data.train:
+        # Relative paths resolve against the recipe's folder, so every bundled dataset must exist.
+        assert Path(src.path).is_file(), f"{recipe.name}: {src.path} does not exist"
+
+
+def test_defaults_match_the_qlora_recipe():
+    spec = specmod.from_dict(MINIMAL)
+    assert (spec.method, spec.lora.r, spec.lora.alpha, spec.lora.dropout) == ("qlora", 8, 32, 0.05)
+    assert (spec.quant.type, spec.quant.double_quant) == ("nf4", True)
+    assert (spec.train.batch_size, spec.train.grad_accum, spec.train.lr) == (1, 16, 2e-4)
+    assert (spec.train.scheduler, spec.train.optimizer, spec.data.max_length) == ("cosine", "adamw_torch", 2048)
+
+
+def test_unknown_key_names_the_key_and_the_nearest_valid_one():
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "train": {"learning_rate": 1e-4}})
+    (msg,) = e.value.problems
+    assert "train.learning_rate" in msg and "unknown key" in msg
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "lora": {"rank": 8}})
+    assert "lora.rank" in e.value.problems[0] and "valid keys here" in e.value.problems[0]
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "epochs": 3})
+    assert "epochs" in e.value.problems[0]
+
+
+def test_every_error_is_reported_at_once():
+    raw = {"model": {"id": "x"}, "data": {"train": "a.jsonl", "max_lenght": 512},
+           "train": {"lr": "fast", "batch_size": 0}, "method": "qlora2"}
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict(raw)
+    text = "\n".join(e.value.problems)
+    assert len(e.value.problems) == 4, text
+    assert "data.max_lenght: unknown key; did you mean 'max_length'?" in text
+    assert "train.lr" in text and "'fast'" in text
+    assert "train.batch_size" in text and "greater than or equal to 1" in text
+    assert "method" in text and "qlora2" in text
+
+
+def test_yaml_numbers_like_2e_4_are_numbers(tmp_path):
+    p = write(tmp_path, """
+        model: {id: smollm2-135m-instruct}
+        data: {train: x.jsonl}
+        train: {lr: 2e-4}
+    """)
+    assert specmod.load(p).train.lr == pytest.approx(2e-4)
+
+
+def test_set_overrides_any_field(tmp_path):
+    p = write(tmp_path, yaml.safe_dump(MINIMAL))
+    spec = specmod.load(p, ["train.lr=1e-4", "data.max_length=512", "lora.target_modules=[q_proj, k_proj]",
+                            "train.gradient_checkpointing=off", "name=my-run"])
+    assert spec.train.lr == pytest.approx(1e-4)
+    assert spec.data.max_length == 512
+    assert spec.lora.target_modules == ["q_proj", "k_proj"]
+    assert spec.train.gradient_checkpointing == "off"
+    assert spec.name == "my-run"
+    with pytest.raises(SpecError) as e:
+        specmod.load(p, ["train.lr"])
+    assert "KEY=VALUE" in e.value.problems[0]
+
+
+def test_dataset_shorthand_with_row_sample():
+    spec = specmod.from_dict({**MINIMAL, "data": {"train": ["a.jsonl", "org/set#500"]}})
+    assert [(s.path, s.sample) for s in spec.data.train] == [("a.jsonl", None), ("org/set", 500)]
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "data": {"train": "org/set#lots"}})
+    assert "row count" in e.value.problems[0]
+
+
+def test_dpo_with_full_is_refused():
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "task": "dpo", "method": "full"})
+    assert "dpo" in e.value.problems[0] and "lora" in e.value.problems[0]
+
+
+def test_round_trip_through_yaml(tmp_path):
+    spec = specmod.from_dict({**MINIMAL, "train": {"lr": 3e-4}})
+    out = specmod.dump(spec, tmp_path / "s.yaml")
+    assert specmod.load(out).to_dict() == spec.to_dict() | {"data": specmod.load(out).to_dict()["data"]}
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("model: {id: a}\ndata: {train: x.jsonl}\ntrain: {learning_rate: 1}\n", "train.learning_rate: unknown key; did you mean 'lr'?"),
+    ("model: {id: a}\ndata: {train: x.jsonl}\ntrain: {epochs: three}\n", "train.epochs"),
+    ("model: {id: a}\ndata: {train: x.jsonl}\nmethod: qlroa\n", "method"),
+    ("model: {id: a}\ndata: {train: x.jsonl\n", "not valid YAML"),
+])
+def test_cli_exit_2_names_the_key(tmp_path, body, needle):
+    p = write(tmp_path, body)
+    r = cli("validate", str(p), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_spec_file(tmp_path):
+    r = cli("run", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2
+    assert "nope.yaml: no such file" in r.stderr and "tune-wizard init" in r.stderr

@@ -1,0 +1,77 @@
+"""The model catalog (recipes/models.yaml) and the bundled recipes folder."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+
+def recipes_dir() -> Path:
+    # An editable install and the Docker image both keep recipes/ beside the package.
+    env = os.environ.get("TUNE_WIZARD_RECIPES")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    alias: str
+    family: str
+    hf: Optional[str]
+    ms: Optional[str]
+    params_b: float
+    context: int
+    chat: bool
+    target_modules: tuple[str, ...]
+    shape: dict = field(default_factory=dict)
+    bundled: Optional[dict] = None
+
+
+@functools.lru_cache(maxsize=1)
+def load_catalog() -> dict[str, CatalogModel]:
+    raw = yaml.safe_load((recipes_dir() / "models.yaml").read_text(encoding="utf-8"))
+    out = {}
+    for alias, m in raw["models"].items():
+        out[alias] = CatalogModel(
+            alias=alias, family=m["family"], hf=m.get("hf"), ms=m.get("ms"),
+            params_b=float(m["params_b"]), context=int(m.get("context", 4096)), chat=bool(m.get("chat", True)),
+            target_modules=tuple(m.get("target_modules", ["q_proj", "v_proj"])),
+            shape=dict(m.get("shape") or {}), bundled=m.get("bundled"),
+        )
+    return out
+
+
+def lookup(model_id: str) -> Optional[CatalogModel]:
+    """A catalog entry by alias, or by its Hugging Face / ModelScope id (case-insensitive)."""
+    cat = load_catalog()
+    if model_id in cat:
+        return cat[model_id]
+    low = model_id.lower()
+    for m in cat.values():
+        if low in (m.alias.lower(), (m.hf or "").lower(), (m.ms or "").lower()):
+            return m
+    return None
+
+
+# Per-architecture LoRA defaults for models outside the catalog, keyed by config.model_type.
+FAMILY_TARGETS = {
+    "chatglm": ["query_key_value"],
+    "glm": ["query_key_value"],
+    "bloom": ["self_attention.dense"],
+    "falcon": ["query_key_value"],
+    "gpt_neox": ["query_key_value"],
+    "gpt2": ["c_attn"],
+    "phi3": ["qkv_proj"],
+    "internlm2": ["wqkv"],
+}
+
+
+def default_targets(model_type: str) -> list[str]:
+    return FAMILY_TARGETS.get(model_type, ["q_proj", "v_proj"])
+
+
+def recipe_files() -> list[Path]:
+    return sorted(p for p in recipes_dir().glob("*.yaml") if p.name != "models.yaml")

@@ -1,0 +1,60 @@
+"""tune-wizard doctor: what this machine can do, and what is missing."""
+from __future__ import annotations
+
+import shutil
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--path", default=".", help="where runs will be written (for free disk)")
+    p.add_argument("--no-network", action="store_true", help="skip the hub checks")
+
+
+def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
+    rows: list[tuple[str, bool, str]] = []
+    import torch
+
+    rows.append(("torch", True, torch.__version__))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        rows.append(("CUDA", True, f"{torch.version.cuda}: {names}"))
+        rows.append(("bf16", torch.cuda.is_bf16_supported(), "supported" if torch.cuda.is_bf16_supported()
+                     else "not supported: fp16 with loss scaling will be used"))
+    else:
+        rows.append(("CUDA", False, "no NVIDIA GPU visible: training runs on the CPU (fine for the demo)"))
+    for pkg in ("transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "modelscope"):
+        try:
+            mod = __import__(pkg)
+            rows.append((pkg, True, getattr(mod, "__version__", "installed")))
+        except Exception as exc:  # bitsandbytes raises more than ImportError on a broken CUDA set-up
+            rows.append((pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]))
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        rows.append(("NVML", True, f"driver {pynvml.nvmlSystemGetDriverVersion()}"))
+        pynvml.nvmlShutdown()
+    except Exception as exc:
+        rows.append(("NVML", False, f"unavailable ({type(exc).__name__}): the dashboard shows CPU and RAM"))
+    free = shutil.disk_usage(path).free / 2**30
+    rows.append(("disk", free > 20, f"{free:.1f} GiB free at {path}" + ("" if free > 20 else
+                                                                        ": a 7B model needs ~15 GiB")))
+    if network:
+        from wizard.hardware import hubs_reachable
+
+        for hub, ok in hubs_reachable().items():
+            rows.append((hub, ok, "reachable" if ok else "not reachable: use local models (model.hub: local)"))
+    return rows
+
+
+def run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="tune-wizard doctor")
+    for col in ("check", "ok", "detail"):
+        table.add_column(col)
+    for name, ok, detail in checks(args.path, not args.no_network):
+        table.add_row(name, "yes" if ok else "no", detail)
+    Console(highlight=False).print(table)
+    return 0

@@ -1,0 +1,53 @@
+"""tune-wizard validate SPEC: the spec, every dataset row and the token lengths, without training."""
+from __future__ import annotations
+
+from wizard import spec as specmod
+
+
+def add_arguments(p) -> None:
+    p.add_argument("spec", help="run spec (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-tokens", action="store_true",
+                   help="skip loading the tokenizer (format and rows only; no token counts)")
+
+
+def run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    spec = specmod.load(args.spec, args.overrides)
+    from wizard.data.load import load_examples
+
+    train, evals, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
+    console = Console(highlight=False)
+    console.print(f"spec {args.spec}: valid ({spec.task}/{spec.method}, model {spec.model.id})")
+    table = Table(title="datasets")
+    for col in ("source", "format", "rows read", "rows used"):
+        table.add_column(col)
+    for src in report.sources:
+        table.add_row(str(src.path), str(src.format), str(src.rows_read), str(src.rows_used))
+    console.print(table)
+    console.print(f"train rows: {len(train)}   eval rows: {len(evals)}")
+    for w in report.warnings:
+        console.print(f"warning: {w}")
+    if args.no_tokens:
+        return 0
+    from wizard.engine.loader import load_tokenizer
+    from wizard.engine.model_source import resolve
+    from wizard.data.render import ensure_chat_template, tokenize_sft
+
+    tok = load_tokenizer(resolve(spec.model.id, spec.model.hub, spec.model.revision), spec.model.trust_remote_code)
+    warning = ensure_chat_template(tok)
+    if warning:
+        console.print(f"warning: {warning}")
+    if spec.task == "sft":
+        _, stats = tokenize_sft(train, tok, max_length=spec.data.max_length, overflow=spec.data.overflow,
+                                assistant_only_loss=spec.data.assistant_only_loss)
+        console.print(f"tokens: {stats.tokens:,} in {stats.rows_out} rows, longest {stats.longest}; "
+                      f"over max_length {spec.data.max_length}: {stats.truncated + stats.dropped} "
+                      f"({stats.truncated} truncated, {stats.dropped} dropped; policy: {spec.data.overflow})")
+    else:
+        from wizard.engine.dpo import preference_lengths
+
+        console.print(preference_lengths(spec, tok, train))
+    return 0

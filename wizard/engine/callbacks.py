@@ -1,0 +1,104 @@
+"""One Trainer callback that keeps the run folder's files and the Reporter in step with training."""
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from wizard.engine import run_folder as rf
+from wizard.engine.reporting import Reporter, RunInfo
+
+# Trainer log keys -> metrics.jsonl keys. DPO keys (rewards/*, logps/*) pass through unchanged.
+_RENAME = {"learning_rate": "lr"}
+_DROP = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss",
+         "num_input_tokens_seen", "train_tokens_per_second", "eval_runtime", "eval_samples_per_second",
+         "eval_steps_per_second"}
+
+
+def peak_memory_gb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+class RunFolderCallback(TrainerCallback):
+    def __init__(self, run_dir: Path, info: RunInfo, reporter: Reporter, state: dict):
+        self.run_dir = Path(run_dir)
+        self.info = info
+        self.reporter = reporter
+        self.state = state
+        self.t0 = time.time()
+        self.start_step = 0
+        self.last_tokens = 0
+        self.last_time = self.t0
+        self.best_eval = math.inf
+        self.last_loss = None
+        self.logger = logging.getLogger("wizard.run")
+
+    # -- helpers
+    def event(self, text: str, level: str = "info") -> None:
+        getattr(self.logger, "warning" if level == "warning" else "info")(text)
+        self.reporter.on_event(text, level)
+
+    def write_state(self, **changes) -> None:
+        self.state.update(changes, updated_at=time.time())
+        rf.write_json_atomic(self.run_dir / rf.STATE, self.state)
+
+    # -- Trainer hooks
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step
+        self.t0 = self.last_time = time.time()
+        self.last_tokens = int(state.num_input_tokens_seen or 0)
+        self.info.total_steps = state.max_steps
+        self.write_state(status="running", step=state.global_step, total_steps=state.max_steps)
+        self.reporter.on_start(self.info)
+        if state.global_step:
+            self.event(f"resumed at step {state.global_step} of {state.max_steps}")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if not logs or set(logs) <= _DROP | {"epoch"}:
+            return
+        now = time.time()
+        row: dict = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for k, v in logs.items():
+            if k in _DROP or k == "epoch":
+                continue
+            row[_RENAME.get(k, k)] = v
+        is_eval = any(k.startswith("eval_") for k in row)
+        if not is_eval:
+            tokens = int(state.num_input_tokens_seen or 0)
+            dt = max(now - self.last_time, 1e-9)
+            row["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 1) if tokens else None
+            self.last_tokens, self.last_time = tokens, now
+            done = state.global_step - self.start_step
+            elapsed = now - self.t0
+            row["elapsed_s"] = round(elapsed, 2)
+            row["eta_s"] = round(elapsed / done * (state.max_steps - state.global_step), 1) if done else None
+            row["peak_mem_gb"] = round(peak_memory_gb(), 3)
+            if "loss" in row:
+                self.last_loss = row["loss"]
+        else:
+            ev = row.get("eval_loss")
+            if ev is not None and ev < self.best_eval:
+                self.best_eval = ev
+        row["time"] = round(now, 3)
+        rf.append_jsonl(self.run_dir / rf.METRICS, row)
+        self.write_state(step=state.global_step, last_loss=self.last_loss,
+                         best_eval_loss=None if math.isinf(self.best_eval) else self.best_eval)
+        self.reporter.on_log(row)
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = self.run_dir / rf.CHECKPOINTS / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            # Written last: resume only trusts checkpoints whose save finished.
+            (ckpt / rf.COMPLETE).write_text(f"{time.time()}\n")
+            self.event(f"checkpoint saved: {ckpt.relative_to(self.run_dir)}")

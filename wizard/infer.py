@@ -1,0 +1,99 @@
+"""Load a trained run (base + adapter) or a plain model for generation, and generate an answer.
+
+Shared by chat, serve, export and the demo, so all of them see the same model the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from wizard.engine import run_folder as rf
+from wizard.errors import UserError
+
+
+@dataclass
+class Loaded:
+    model: object
+    tokenizer: object
+    name: str                  # what to call it (run name or model id)
+    base_id: str               # the base model id from the spec, or the model ref itself
+    adapter: Optional[Path]    # the adapter folder, when a LoRA/QLoRA run
+
+
+def _run_spec(run_dir: Path):
+    from wizard import spec as specmod
+
+    return specmod.load(run_dir / rf.SPEC)
+
+
+def load_for_inference(ref: str, dtype: Optional[torch.dtype] = None, merge: bool = False) -> Loaded:
+    """`ref`: a run folder (its adapter on its base model), or anything `model.id` accepts.
+
+    A QLoRA adapter is applied to the base loaded in 16/32-bit, not 4-bit: the adapter was trained
+    against dequantized weights, and this is the form that merges and exports cleanly.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from wizard.data.render import ensure_chat_template
+    from wizard.engine.loader import load_tokenizer
+    from wizard.engine.model_source import resolve
+
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    p = Path(ref)
+    adapter = None
+    if rf.is_run_dir(p):
+        spec = _run_spec(p)
+        adapter_path = p / rf.ADAPTER
+        if not adapter_path.is_dir():
+            state = rf.read_json(p / rf.STATE) or {}
+            raise UserError(f"{p}: the run has no adapter/ yet (status: {state.get('status', 'unknown')})",
+                            hint="wait for it to finish, or resume it with `tune-wizard run "
+                                 f"{p / rf.SPEC} --resume`")
+        name, base_id = p.name, spec.model.id
+        if spec.method == "full":
+            model_path, tok_path = adapter_path, adapter_path
+        else:
+            model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
+            tok_path, adapter = adapter_path, adapter_path
+        trust = spec.model.trust_remote_code
+    else:
+        model_path = tok_path = resolve(ref)
+        name = base_id = ref
+        trust = False
+    tokenizer = load_tokenizer(tok_path, trust)
+    ensure_chat_template(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge:
+            model = model.merge_and_unload()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    model.eval()
+    return Loaded(model, tokenizer, name, base_id, adapter)
+
+
+def prompt_ids(tokenizer, messages: list[dict]) -> torch.Tensor:
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    return enc["input_ids"]
+
+
+@torch.inference_mode()
+def generate(loaded: Loaded, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
+             top_p: float = 1.0, streamer=None) -> str:
+    tok, model = loaded.tokenizer, loaded.model
+    ids = prompt_ids(tok, messages).to(model.device)
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                  streamer=streamer)
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    return tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True).strip()

@@ -1,0 +1,275 @@
+"""What the wizard knows about this machine, and the estimate-backed advice its defaults come from.
+
+Every call into wizard.hardware / wizard.estimate / wizard.data goes through here and is guarded: a probe
+that fails (no NVML, no network, an odd config) must cost the user advice, never the wizard itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from wizard.catalog import CatalogModel, load_catalog, lookup
+
+METHODS = ("qlora", "lora", "full")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Used only where the estimate cannot say anything (an unknown model shape): the QLoRA recipe's values.
+FALLBACK = {"method": "qlora", "max_length": 2048, "batch_size": 1, "grad_accum": 16,
+            "gradient_checkpointing": True, "lr": 2e-4, "reason": "the QLoRA recipe's defaults"}
+LR = {("sft", "qlora"): 2e-4, ("sft", "lora"): 2e-4, ("sft", "full"): 2e-5,
+      ("dpo", "qlora"): 5e-5, ("dpo", "lora"): 5e-5}
+TOTAL_BATCH = 16
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Preview:
+    """What a local dataset file looks like, for the user to confirm before it goes into the spec."""
+
+    format: str
+    rows: int
+    first: list  # [(role, text), ...] rendered as a chat
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    hardware: Any = None
+    hubs: dict = field(default_factory=lambda: {"huggingface": False, "modelscope": False})
+    hubs_checked: bool = False
+    disk_free_gb: Optional[float] = None
+    cwd: Path = field(default_factory=Path.cwd)
+    preset: dict = field(default_factory=dict)  # the answers file
+    out: Optional[Path] = None                  # --out
+    no_start: bool = False
+    notes: list = field(default_factory=list)   # what could not be checked, shown in the welcome panel
+    _cache: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ probing
+    @classmethod
+    def probe(cls, **kw) -> "Context":
+        ctx = cls(**kw)
+        try:
+            from wizard import hardware
+
+            ctx.hardware = hardware.detect()
+        except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the wizard
+            ctx.notes.append(f"hardware not detected ({type(exc).__name__}: {exc})")
+        try:
+            from wizard import hardware
+
+            ctx.disk_free_gb = hardware.free_disk_gb(str(ctx.cwd))
+        except Exception:  # noqa: BLE001
+            pass
+        if _env_on("TUNE_WIZARD_OFFLINE"):
+            ctx.notes.append("TUNE_WIZARD_OFFLINE is set: hubs not asked")
+            return ctx
+        try:
+            from wizard import hardware
+
+            ctx.hubs = dict(hardware.hubs_reachable(timeout=3))
+            ctx.hubs_checked = True
+        except Exception as exc:  # noqa: BLE001
+            ctx.notes.append(f"hubs not checked ({type(exc).__name__})")
+        if _env_on("HF_HUB_OFFLINE"):
+            ctx.hubs["huggingface"] = False
+        return ctx
+
+    @property
+    def gpus(self) -> list:
+        return list(getattr(self.hardware, "gpus", None) or [])
+
+    def memory(self) -> tuple[Optional[float], str]:
+        """(GB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
+        if self.gpus:
+            g = self.gpus[0]
+            return float(g.free_gb), f"GPU {g.index} {g.name}"
+        ram = getattr(self.hardware, "ram_available_gb", None)
+        return (float(ram) if ram else None), "CPU RAM"
+
+    # ------------------------------------------------------------------ models
+    def demo_alias(self) -> str:
+        for m in load_catalog().values():
+            if m.bundled:
+                return m.alias
+        return next(iter(load_catalog()))
+
+    def hub_models(self, hub: str) -> list[CatalogModel]:
+        key = "hf" if hub == "huggingface" else "ms"
+        return [m for m in load_catalog().values() if getattr(m, key)]
+
+    def shape(self, model_id: str) -> Optional[dict]:
+        key = ("shape", model_id)
+        if key not in self._cache:
+            try:
+                from wizard.estimate import shape_for_model
+
+                self._cache[key] = shape_for_model(model_id)
+            except Exception:  # noqa: BLE001 - unknown model: no estimate, generic defaults
+                self._cache[key] = None
+        return self._cache[key]
+
+    def _context_len(self, model_id: str) -> int:
+        entry = lookup(model_id)
+        return entry.context if entry else 4096
+
+    def fits(self, model_id: str, method: str, max_length: int = 2048, batch_size: int = 1) -> Optional[bool]:
+        """Whether `method` fits this machine's memory at a modest setting; None when it can't be told."""
+        key = ("fits", model_id, method, max_length, batch_size)
+        if key in self._cache:
+            return self._cache[key]
+        avail, _ = self.memory()
+        shape = self.shape(model_id)
+        result = None
+        if shape and avail:
+            try:
+                from wizard.estimate import estimate, verdict
+
+                b = estimate(shape, method=method, max_length=min(max_length, self._context_len(model_id)),
+                             batch_size=batch_size, grad_ckpt=True)
+                result = bool(verdict(b, avail)[0])
+            except Exception:  # noqa: BLE001
+                result = None
+        self._cache[key] = result
+        return result
+
+    def fit_marks(self, model_id: str) -> str:
+        marks = []
+        for m in METHODS:
+            ok = self.fits(model_id, m)
+            marks.append(f"{'?' if ok is None else ('✓' if ok else '✗')} {m}")
+        return " ".join(marks)
+
+    def default_model(self, hub: str) -> str:
+        """The demo on a CPU; on a GPU the largest catalog chat model up to 8B whose QLoRA fits."""
+        models = self.hub_models(hub)
+        if self.gpus:
+            ok = [m for m in models if m.chat and m.params_b <= 8.5 and self.fits(m.alias, "qlora")]
+            if ok:
+                return max(ok, key=lambda m: m.params_b).alias
+        demo = self.demo_alias()
+        if any(m.alias == demo for m in models) or not models:
+            return demo
+        return min(models, key=lambda m: m.params_b).alias
+
+    def hub_has_model(self, hub: str, repo_id: str) -> Optional[bool]:
+        """True/False when the hub answered; None when it could not be asked."""
+        if not self.hubs.get(hub):
+            return None
+        if hub == "huggingface":
+            base = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+            url = f"{base}/api/models/{repo_id}"
+        else:
+            url = f"https://www.modelscope.cn/api/v1/models/{repo_id}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if hub == "modelscope":
+                    body = json.loads(resp.read().decode("utf-8", "replace") or "{}")
+                    return bool(body.get("Success", body.get("Code") == 200))
+                return True
+        except urllib.error.HTTPError as exc:
+            # Hugging Face answers 401 for a repository that does not exist (or is private).
+            return False if exc.code in (401, 404) else None
+        except Exception:  # noqa: BLE001 - timeouts, DNS, proxies: unknown
+            return None
+
+    # ------------------------------------------------------------------ advice
+    def recommend(self, model_id: str, task: str) -> dict:
+        key = ("rec", model_id, task)
+        if key not in self._cache:
+            rec = dict(FALLBACK)
+            shape = self.shape(model_id)
+            if shape is not None:
+                try:
+                    from wizard.estimate import recommend
+
+                    got = recommend(shape, self.hardware, task)
+                    rec.update({k: v for k, v in dict(got).items() if v is not None})
+                except Exception as exc:  # noqa: BLE001
+                    rec["reason"] = f"estimate unavailable ({type(exc).__name__}); the QLoRA recipe's defaults"
+            if task == "dpo" and rec["method"] == "full":
+                rec["method"] = "lora"  # DPO needs an adapter: the reference model is the base with it off
+            self._cache[key] = rec
+        return self._cache[key]
+
+    def settings_for(self, model_id: str, task: str, method: str) -> dict:
+        """Recommended hyperparameters for the method the user chose (it may differ from the recommended one)."""
+        rec = dict(self.recommend(model_id, task))
+        if method != rec["method"]:
+            rec["lr"] = LR.get((task, method), rec["lr"])
+            # Shorter sequences until the chosen method fits; checkpointing on once it is off the default path.
+            length = int(rec["max_length"])
+            while length > 256 and self.fits(model_id, method, length, int(rec["batch_size"])) is False:
+                length //= 2
+            if length != int(rec["max_length"]):
+                rec["gradient_checkpointing"] = True
+                rec["batch_size"] = 1
+            rec["max_length"] = length
+            rec["method"] = method
+        rec["grad_accum"] = max(1, round(TOTAL_BATCH / max(1, int(rec["batch_size"]))))
+        return rec
+
+    # ------------------------------------------------------------------ data
+    def preview(self, path: str, task: str) -> Preview:
+        """Load a local dataset the way `tune-wizard run` will; raises wizard.errors.DataError if it can't."""
+        key = ("preview", str(Path(path).resolve()), task)
+        if key not in self._cache:
+            self._cache[key] = _preview(path, task)
+        return self._cache[key]
+
+    def bundled_data(self) -> dict[str, Path]:
+        from wizard.catalog import recipes_dir
+
+        d = recipes_dir() / "data"
+        return {p.stem: p for p in sorted(d.glob("*.jsonl"))} if d.is_dir() else {}
+
+
+def _preview(path: str, task: str) -> Preview:
+    from wizard.data.load import load_examples
+    from wizard.spec import DataSpec
+
+    data = DataSpec(train=[str(path)])
+    train, evals, report = load_examples(data, task, 42)
+    rows = len(train) + len(evals or [])
+    fmt = _attr(report, "format", "formats") or "?"
+    if isinstance(fmt, (list, tuple, dict)):
+        fmt = ", ".join(map(str, fmt.values() if isinstance(fmt, dict) else fmt))
+    notes = [str(n) for n in (_attr(report, "warnings", "notes") or [])]
+    first = _as_chat(train[0]) if len(train) else []
+    return Preview(format=str(fmt), rows=rows, first=first, notes=notes[:3])
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return None
+
+
+def _as_chat(example: Any) -> list:
+    """A loaded example as [(role, text)]: messages, or prompt/chosen/rejected for preference rows."""
+    ex = example if isinstance(example, dict) else getattr(example, "__dict__", {})
+    msgs = ex.get("messages") or ex.get("prompt")
+    out = []
+    if isinstance(msgs, list):
+        out += [(m.get("role", "?"), str(m.get("content", ""))) for m in msgs if isinstance(m, dict)]
+    elif isinstance(msgs, str):
+        out.append(("user", msgs))
+    for key in ("completion", "chosen", "rejected"):
+        val = ex.get(key)
+        if isinstance(val, list):
+            out += [(f"{m.get('role', 'assistant')} ({key})" if key != "completion" else m.get("role", "assistant"),
+                     str(m.get("content", ""))) for m in val if isinstance(m, dict)]
+        elif isinstance(val, str):
+            out.append((f"assistant ({key})" if key != "completion" else "assistant", val))
+    return out
