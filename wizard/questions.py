@@ -69,8 +69,9 @@ def task_method(a: dict) -> tuple[str, str]:
 
 
 def rec(a: dict, ctx: Context) -> dict:
+    """The recommended hyperparameters for the model and method chosen so far."""
     task, method = task_method(a)
-    return ctx.settings_for(model_id(a, ctx), task, method)
+    return {**STATIC_DEFAULTS, **ctx.settings_for(model_id(a, ctx), task, method, a.get("dataset", ""))}
 
 
 def uses_adapter(a: dict, ctx: Context) -> bool:
@@ -294,6 +295,9 @@ QUESTIONS: list[Question] = [
     Q("target_modules", "text", 6, "LoRA target modules", "auto (the family's attention projections), all-linear, "
       "or names separated by commas.", _rec_flag("target_modules"), key="lora.target_modules",
       validate=_check_targets, when=uses_adapter, tuning=True, advanced=True),
+    Q("max_steps", "number", 6, "Stop after N steps (-1: run all epochs)", "Caps the run's length in optimizer "
+      "steps, whatever the epochs say.", _rec_flag("max_steps"), key="train.max_steps", validate=_number(-1),
+      tuning=True, advanced=True, integer=True),
     Q("warmup_ratio", "number", 6, "Warmup ratio", "Share of steps spent ramping the learning rate up.",
       _rec_flag("warmup_ratio"), key="train.warmup_ratio", validate=_number(0, 1, hi_open=True), tuning=True, advanced=True),
     Q("weight_decay", "number", 6, "Weight decay", "Pulls weights toward zero; 0 is usual for LoRA.",
@@ -335,7 +339,7 @@ QUESTIONS: list[Question] = [
 BY_ID = {q.id: q for q in QUESTIONS}
 
 # Hyperparameter defaults that the estimate does not set (the recipe values users know from ms-swift).
-STATIC_DEFAULTS = {"lora_r": 8, "lora_alpha": 32, "epochs": 3, "lora_dropout": 0.05, "target_modules": "auto",
+STATIC_DEFAULTS = {"max_steps": -1, "lora_r": 8, "lora_alpha": 32, "epochs": 3, "lora_dropout": 0.05, "target_modules": "auto",
                    "warmup_ratio": 0.03, "weight_decay": 0.0, "scheduler": "cosine", "optimizer": "adamw_torch",
                    "save_steps": 100, "logging_steps": 5, "packing": False, "eval_split": 0.0, "seed": 42}
 
@@ -446,7 +450,7 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
     if method != "full":
         spec["lora"] = {}
     for q in QUESTIONS:
-        if q.id not in a or not q.key or "," in q.key or not (q.tuning or q.key == "data.max_length"):
+        if q.id not in a or not q.key or not q.tuning:
             continue
         section, _, field_ = q.key.partition(".")
         if section == "lora" and method == "full":
@@ -454,5 +458,7 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
         value = a[q.id]
         if q.id == "target_modules":
             value = targets(value)
+        elif q.kind == "number" and not q.integer:
+            value = float(value)  # one spelling (3.0, not 3) whether typed, defaulted or read from a file
         spec.setdefault(section, {})[field_] = value
     return spec

@@ -175,6 +175,19 @@ class RunSpec(_Strict):
 
 # ---------------------------------------------------------------- loading, overrides, errors
 
+# Names users bring from other tools (HF TrainingArguments, ms-swift, LLaMA-Factory, axolotl).
+KNOWN_ALIASES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "micro_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "scheduler", "optim": "optimizer",
+    "lora_rank": "r", "rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+    "lora_target": "target_modules", "lora_target_modules": "target_modules",
+    "max_seq_length": "max_length", "cutoff_len": "max_length", "sequence_len": "max_length",
+    "model_name_or_path": "id", "base_model": "id", "dataset": "train", "datasets": "train",
+    "train_type": "method", "tuner_type": "method", "finetuning_type": "method", "stage": "task",
+}
+
+
 def _all_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
@@ -216,7 +229,8 @@ def describe_errors(err: ValidationError, source: str = "spec") -> list[str]:
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc)
             valid = _all_keys(owner) if owner else []
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            alias = KNOWN_ALIASES.get(str(loc[-1]))
+            near = [alias] if alias in valid else difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
             hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
             lines.append(f"{source}: {key}: unknown key; {hint}")
         elif e["type"] == "missing":

@@ -102,8 +102,8 @@ def test_template_whose_prefix_never_matches_falls_back_to_the_content(tok):
 
 
 def test_template_without_end_of_turn_gets_an_eos(tok):
-    tok.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
-                         "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] + ':\\n' + m['content'] + '\\n' }}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ 'assistant:\\n' }}{% endif %}")
     rows, _ = tokenize_sft([conv("Hi", "Hello.")], tok)
     assert rows[0]["input_ids"][-1] == rows[0]["labels"][-1] == tok.eos_token_id
     assert trained_runs(tok, rows[0]) == ["Hello.\n<|im_end|>"]
@@ -183,3 +183,27 @@ def test_no_template_is_refused_before_rendering(tok):
     tok.chat_template = None
     with pytest.raises(ValueError, match="ensure_chat_template"):
         tokenize_sft([conv("Q", "A")], tok)
+
+
+class _NoOffsets:
+    """The real tokenizer, seen as one without character offsets (like Python and Mistral backends)."""
+
+    is_fast = False
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, *args, **kwargs):
+        assert not kwargs.get("return_offsets_mapping")
+        return self._inner(*args, **kwargs)
+
+
+def test_tokenizer_without_offsets_gets_the_same_rows(tok):
+    examples = [conv("hi", "Hello! How can I help?", "What is 2+2?", "2 + 2 = 4.", system="Be brief."),
+                conv("Who are you?", "I'm Tuna.")]
+    with_offsets, _ = tokenize_sft(examples, tok)
+    without, _ = tokenize_sft(examples, _NoOffsets(tok))
+    assert without == with_offsets

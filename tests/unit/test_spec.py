@@ -45,7 +45,7 @@ def test_unknown_key_names_the_key_and_the_nearest_valid_one():
     assert "train.learning_rate" in msg and "unknown key" in msg
     with pytest.raises(SpecError) as e:
         specmod.from_dict({**MINIMAL, "lora": {"rank": 8}})
-    assert "lora.rank" in e.value.problems[0] and "valid keys here" in e.value.problems[0]
+    assert "lora.rank" in e.value.problems[0] and "did you mean 'r'?" in e.value.problems[0]
     with pytest.raises(SpecError) as e:
         specmod.from_dict({**MINIMAL, "epochs": 3})
     assert "epochs" in e.value.problems[0]

@@ -29,25 +29,31 @@ ROW_LIST_KEYS = {"messages", "conversations", "history", "chosen", "rejected", "
 class Row:
     where: str  # "data.jsonl:12", "data.parquet:row 3", "org/name[train]:row 7"
     value: Any
+    pos: int = 0  # the line or row number in `where`, to list problems in file order
 
 
 class Problems:
-    """Every problem of one load, kept up to a limit and counted beyond it (a broken 1M-row file must not
+    """Every problem of one load, shown up to a limit and counted beyond it (a broken 1M-row file must not
     print a million lines, but the user should know how many there are)."""
+
+    BUFFER = 10_000
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.kept: list[str] = []
+        self.group = 0  # the source being read: problems are listed source by source, in file order
+        self._kept: list[tuple[int, int, int, str]] = []
         self.count = 0
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, pos: int = 0) -> None:
         self.count += 1
-        if len(self.kept) < self.limit:
-            self.kept.append(text)
+        # Read errors come before row errors of the same file; sorting puts them back in line order.
+        if len(self._kept) < self.BUFFER:
+            self._kept.append((self.group, pos, self.count, text))
 
     def lines(self) -> list[str]:
-        extra = self.count - len(self.kept)
-        return self.kept + ([f"... and {extra} more problem{'s' if extra > 1 else ''}"] if extra else [])
+        shown = [t for *_, t in sorted(self._kept)[: self.limit]]
+        extra = self.count - len(shown)
+        return shown + ([f"... and {extra} more problem{'s' if extra > 1 else ''}"] if extra else [])
 
 
 def type_name(v: Any) -> str:
@@ -108,6 +114,7 @@ def read_folder(folder: Path, problems: Problems, split: str = "train") -> list[
     named = [p for p in files if split.lower() in p.stem.lower()]
     rows: list[Row] = []
     for p in named or files:
+        problems.group += 1
         rows.extend(read_local(p, str(p), problems, split))
     return rows
 
@@ -125,28 +132,28 @@ def read_jsonl(path: Path, label: str, problems: Problems) -> list[Row]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 problems.add(f"{label}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset "
-                             f"{start + exc.start}); {UTF8_FIX}")
+                             f"{start + exc.start}); {UTF8_FIX}", lineno)
                 continue
             if not text.strip():
                 continue
             try:
-                rows.append(Row(f"{label}:{lineno}", json.loads(text)))
+                rows.append(Row(f"{label}:{lineno}", json.loads(text), lineno))
             except json.JSONDecodeError as exc:
                 problems.add(f"{label}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno}); "
-                             "each line must hold one complete JSON object")
+                             "each line must hold one complete JSON object", lineno)
     return rows
 
 
 def _decode(path: Path, label: str, problems: Problems) -> Optional[str]:
     data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[3:]
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        problems.add(f"{label}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at byte offset {exc.start}); "
-                     f"{UTF8_FIX}")
+        at = bom + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        problems.add(f"{label}:{line}: not UTF-8 text (byte 0x{data[at]:02x} at byte offset {at}); "
+                     f"{UTF8_FIX}", line)
         return None
 
 
@@ -180,7 +187,8 @@ def read_json(path: Path, label: str, problems: Problems) -> list[Row]:
     try:
         first, end = decoder.raw_decode(text, i)
     except json.JSONDecodeError as exc:
-        problems.add(f"{label}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno}); fix the file there")
+        problems.add(f"{label}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno}); fix the file there",
+                     exc.lineno)
         return []
     j = _skip_ws(text, end)
     if j < len(text):
@@ -191,10 +199,10 @@ def read_json(path: Path, label: str, problems: Problems) -> list[Row]:
                      "array of rows (or save one object per line as .jsonl)")
         return []
     if not isinstance(first, dict):
-        return [Row(f"{label}:{lines.of(i)}", first)]
+        return [Row(f"{label}:{lines.of(i)}", first, lines.of(i))]
     lists = [k for k, v in first.items() if isinstance(v, list)]
     if not lists or any(k in ROW_LIST_KEYS for k in lists):
-        return [Row(f"{label}:{lines.of(i)}", first)]
+        return [Row(f"{label}:{lines.of(i)}", first, lines.of(i))]
     if len(lists) > 1:
         problems.add(f"{label}: the top-level object holds several lists ({', '.join(lists)}); keep the rows in "
                      "one list, or write them as a top-level array")
@@ -227,9 +235,9 @@ def _read_array(text: str, i: int, label: str, lines: _Lines, problems: Problems
         except json.JSONDecodeError as exc:
             # After a syntax error the element boundaries are unknown: stop rather than guess.
             problems.add(f"{label}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno}); fix it there "
-                         "(rows after it were not checked)")
+                         "(rows after it were not checked)", exc.lineno)
             return rows
-        rows.append(Row(f"{label}:{lines.of(i)}", value))
+        rows.append(Row(f"{label}:{lines.of(i)}", value, lines.of(i)))
         i = _skip_ws(text, end)
         if i < len(text) and text[i] == ",":
             i += 1
@@ -239,7 +247,7 @@ def _read_array(text: str, i: int, label: str, lines: _Lines, problems: Problems
         where = lines.of(min(i, len(text) - 1))
         got = "the end of the file" if i >= len(text) else repr(text[i])
         problems.add(f"{label}:{where}: expected ',' or ']' after the element, found {got}; "
-                     "separate rows with commas and close the array with ]")
+                     "separate rows with commas and close the array with ]", where)
         return rows
 
 
@@ -265,11 +273,11 @@ def read_csv(path: Path, label: str, problems: Problems, delimiter: str = ",") -
                 continue
             if len(record) != len(header):
                 problems.add(f"{label}:{start}: {len(record)} fields, but the header has {len(header)}; "
-                             "quote fields that contain commas or line breaks")
+                             "quote fields that contain commas or line breaks", start)
                 continue
-            rows.append(Row(f"{label}:{start}", dict(zip(header, record))))
+            rows.append(Row(f"{label}:{start}", dict(zip(header, record)), start))
     except csv.Error as exc:
-        problems.add(f"{label}:{reader.line_num}: not valid CSV: {exc}; fix the quoting there")
+        problems.add(f"{label}:{reader.line_num}: not valid CSV: {exc}; fix the quoting there", reader.line_num)
     return rows
 
 
@@ -283,4 +291,4 @@ def read_parquet(path: Path, label: str, problems: Problems) -> list[Row]:
         problems.add(f"{label}: not a readable Parquet file ({str(exc).splitlines()[0]}); "
                      "write it again with pandas/pyarrow, or convert it to JSONL")
         return []
-    return [Row(f"{label}:row {i}", value) for i, value in enumerate(table.to_pylist())]
+    return [Row(f"{label}:row {i}", value, i) for i, value in enumerate(table.to_pylist())]

@@ -195,10 +195,14 @@ def _tokenize_segments(tokenizer, text: str, spans):
 
 
 def _encode(tokenizer, texts: list[str]):
+    if not texts:
+        return [], []
+    if not getattr(tokenizer, "is_fast", False):  # only the Rust tokenizers give character offsets
+        return None, None
     try:
         enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         return enc["input_ids"], enc["offset_mapping"]
-    except NotImplementedError:  # slow tokenizers have no offsets
+    except (NotImplementedError, ValueError, KeyError):
         return None, None
 
 

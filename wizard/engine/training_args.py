@@ -19,12 +19,23 @@ def choose_gradient_checkpointing(spec, model_path: Path) -> tuple[bool, str]:
         return mode == "on", "set in the spec"
     if not torch.cuda.is_available():
         return False, "auto: CPU run, memory is not the limit"
-    from wizard.estimate import estimate_for_spec, shape_from_config
+    from wizard.estimate import estimate, shape_from_config
 
-    free, total = torch.cuda.mem_get_info()
-    budget = min(free, total) / 2**30 * HEADROOM
+    free, _ = torch.cuda.mem_get_info()
+    budget = free / 2**30 * HEADROOM
     shape = shape_from_config(model_path / "config.json")
-    without = estimate_for_spec(spec, shape=shape, grad_ckpt=False).total_gb
+    targets = spec.lora.target_modules
+    if targets == "auto":
+        import json
+
+        from wizard.catalog import default_targets, lookup
+
+        entry = lookup(spec.model.id)
+        model_type = json.loads((model_path / "config.json").read_text()).get("model_type", "")
+        targets = list(entry.target_modules) if entry else default_targets(model_type)
+    without = estimate(shape, method=spec.method, precision="bf16" if torch.cuda.is_bf16_supported() else "fp16",
+                       lora_r=spec.lora.r, target_modules=targets, max_length=spec.data.max_length,
+                       batch_size=spec.train.batch_size, grad_ckpt=False, optimizer=spec.train.optimizer).total_gb
     if without <= budget:
         return False, f"auto: estimate {without:.1f} GiB fits in {budget:.1f} GiB free"
     return True, f"auto: estimate without it {without:.1f} GiB > {budget:.1f} GiB free"

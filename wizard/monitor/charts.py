@@ -28,10 +28,10 @@ def finite(v) -> bool:
 
 
 def smoothing_weight(n: int) -> float:
-    """EMA weight that suits the series length: ~n/5 points of memory, between 0.5 and 0.95."""
+    """EMA weight that suits the series length: ~n/10 points of memory, between 0.3 and 0.95."""
     if n <= 0:
         return 0.5
-    return min(0.95, max(0.5, 1.0 - 5.0 / n))
+    return min(0.95, max(0.3, 1.0 - 10.0 / n))
 
 
 def ema(values: Sequence[Optional[float]], weight: Optional[float] = None) -> list[Optional[float]]:

@@ -1,0 +1,163 @@
+"""The live dashboard as a Reporter, and the factory that picks it or the plain line reporter.
+
+Engine hooks only update a DashboardState under a lock; Rich's refresh thread builds and draws frames
+(about once a second) so the training loop never waits on the terminal.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional, TextIO
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+
+from wizard.engine.reporting import PlainReporter, Reporter, RunInfo
+from wizard.monitor import panels
+from wizard.monitor.nvml import start_sampler
+from wizard.monitor.state import DashboardState
+from wizard.monitor.system import sample_system
+
+
+class LiveReporter(Reporter):
+    """Rich Live dashboard: header, loss chart, GPU (or CPU/RAM) panel, log tail; a summary at the end.
+
+    run_dir: where gpu.jsonl goes (None: sample without writing). console: where to draw (a TTY Console
+    by default). sampler: an object from start_sampler() to reuse; by default one is started on the first
+    hook and stopped in close(). refresh_per_second: frame rate of the drawing thread.
+    """
+
+    def __init__(self, run_dir: str | Path | None = None, console: Optional[Console] = None, *,
+                 refresh_per_second: float = 1.0, sampler=None, gpu_period: float = 1.0,
+                 sample_gpus: bool = True):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.console = console or Console()
+        self.refresh_per_second = refresh_per_second
+        self.gpu_period = gpu_period
+        self.sample_gpus = sample_gpus
+        self.state = DashboardState(source="live")
+        if self.run_dir is not None:
+            self.state.run_dir = str(self.run_dir)
+        self.sampler = sampler
+        self._own_sampler = sampler is None
+        self._lock = threading.RLock()
+        self._live: Optional[Live] = None
+        self._closed = False
+        self._last_system = 0.0
+        self.frames = 0          # frames built, and the seconds spent building them (bench/diagnostics)
+        self.build_s = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._live is not None or self._closed:
+            return
+        if self.sampler is None and self.sample_gpus:
+            self.sampler = start_sampler(self.run_dir, self.gpu_period)
+        if self.sampler is not None:
+            self.state.gpu_reason = self.sampler.unavailable_reason
+            self.sampler.add_listener(self._on_gpu_sample)
+        elif self.state.gpu_reason is None:
+            self.state.gpu_reason = "GPU sampling is off"
+        self._live = Live(console=self.console, get_renderable=self._frame, auto_refresh=True,
+                          refresh_per_second=self.refresh_per_second, transient=False,
+                          redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
+        self._live.start()
+        atexit.register(self.close)  # a crash must not leave the terminal's cursor hidden
+
+    def _on_gpu_sample(self, row: dict) -> None:
+        with self._lock:
+            self.state.add_gpu_sample(row)
+
+    def frame(self, width: Optional[int] = None, height: Optional[int] = None) -> RenderableType:
+        """The current frame, built now (thread-safe). Default size: the console's, less one line."""
+        t0 = time.perf_counter()
+        with self._lock:
+            st = self.state
+            st.now = time.time()
+            if not st.gpus and st.now - self._last_system >= 0.9:
+                self._last_system = st.now
+                st.add_system_sample(sample_system())
+            w, h = self.console.size
+            # one spare line: an inline frame as tall as the terminal would scroll on every redraw
+            out = panels.render(st, width or w, height or max(8, h - 1))
+        self.frames += 1
+        self.build_s += time.perf_counter() - t0
+        return out
+
+    _frame = frame
+
+    # -- Reporter hooks --------------------------------------------------------------------------------
+    def on_start(self, info: RunInfo) -> None:
+        with self._lock:
+            if self.run_dir is None and info.run_dir:
+                self.run_dir = Path(info.run_dir)
+            self.state.start(info)
+        self._ensure_started()
+
+    def on_log(self, row: dict) -> None:
+        with self._lock:
+            self.state.add_row(row)
+        self._ensure_started()
+
+    def on_event(self, text: str, level: str = "info") -> None:
+        with self._lock:
+            self.state.add_event(text, level)
+        self._ensure_started()
+
+    def on_end(self, state: dict) -> None:
+        with self._lock:
+            self.state.finish(state)
+
+    def close(self) -> None:
+        """Stop the sampler and the drawing thread; the last frame (with the summary) stays on screen."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.sampler is not None and self._own_sampler:
+            self.sampler.stop()
+        with self._lock:
+            if not self.state.done:  # closed without on_end: say so rather than look like it still runs
+                self.state.finish({"status": "stopped", "message": "the run stopped before reporting its end"})
+        if self._live is not None:
+            self._live.stop()  # draws the final frame once more, in full
+            w, h = self.console.size
+            with self._lock:
+                _, summary_h = panels.summary_panel(self.state, w)
+                if panels.HEADER_H + summary_h > max(8, h - 1):  # the frame had no room for the summary
+                    self.console.print(panels.summary_panel(self.state, w)[0])
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # noqa: BLE001 - interpreter shutting down
+            pass
+
+
+def wants_live(stream: TextIO) -> bool:
+    """A live dashboard only on a real terminal that can move its cursor."""
+    if os.environ.get("TUNE_WIZARD_PLAIN", "") not in ("", "0"):
+        return False
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def make_reporter(run_dir: str | Path | None, stream: Optional[TextIO] = None, **live_options) -> Reporter:
+    """LiveReporter on a terminal, PlainReporter otherwise (pipes, nohup, CI, TERM=dumb,
+    TUNE_WIZARD_PLAIN=1). NO_COLOR keeps the dashboard but drops its colours.
+
+    The PlainReporter does not sample GPUs: the engine starts `start_sampler(run_dir)` itself in that case
+    (starting it in both places is harmless: one sampler per run folder is shared).
+    """
+    stream = stream or sys.stdout
+    if not wants_live(stream):
+        return PlainReporter(stream)
+    no_color = os.environ.get("NO_COLOR", "") != ""
+    console = Console(file=stream, force_terminal=True, no_color=no_color,
+                      color_system=None if no_color else "auto")
+    return LiveReporter(run_dir, console, **live_options)
