@@ -7,20 +7,19 @@ drift apart. Answers become a RunSpec dict in `build_spec_dict`; nothing else wr
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from wizard.catalog import load_catalog, lookup
+from wizard.catalog import lookup
 from wizard.wizard_context import HUB_ID, Context
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#[1-9][0-9]*)?$")
 HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
 STEPS = {2: "Where the model comes from", 3: "The model", 4: "The task", 5: "The dataset",
-         6: "Hyperparameters", 7: "Output", 9: "Start"}
+         6: "Hyperparameters", 7: "Output", 8: "Summary", 9: "Start"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class Question:
     # returns the answers it stands for, or None to reject it.
     other: Optional[Callable[[Any, Context], Optional[dict]]] = None
     back_to: Optional[str] = None  # a confirm answered No goes back to that question
+    optional: bool = False  # text/path: an empty answer is allowed (and means "none")
 
 
 # ---------------------------------------------------------------- helpers used by defaults and validators
@@ -141,11 +141,11 @@ def _check_adapter(v: str, a: dict, ctx: Context) -> Optional[str]:
 
 
 TASKS = [
-    ("sft-qlora", "SFT with QLoRA (4-bit)", "learn from example chats; base weights in 4-bit: the least memory"),
-    ("sft-lora", "SFT with LoRA", "learn from example chats; 16-bit base: faster, about twice the memory"),
-    ("sft-full", "Full SFT", "every weight trained: the most memory, for small models"),
-    ("dpo-lora", "DPO with LoRA", "learn from chosen/rejected answer pairs; best after an SFT run"),
-    ("dpo-qlora", "DPO with QLoRA", "the same with the base model in 4-bit"),
+    ("sft-qlora", "SFT with QLoRA (4-bit)", "example chats; 4-bit base: the least memory"),
+    ("sft-lora", "SFT with LoRA", "example chats; 16-bit base: faster, ~2x the memory"),
+    ("sft-full", "Full SFT", "every weight trained: the most memory, small models"),
+    ("dpo-lora", "DPO with LoRA", "chosen/rejected pairs; best after an SFT run"),
+    ("dpo-qlora", "DPO with QLoRA", "chosen/rejected pairs; 4-bit base"),
 ]
 
 
@@ -203,11 +203,18 @@ def _check_dataset_path(v: str, a: dict, ctx: Context) -> Optional[str]:
     return None
 
 
-def _check_targets(v: Any, a: dict, ctx: Context) -> Optional[str]:
+def check_targets(v: Any, a: dict, ctx: Context) -> Optional[str]:
     items = v if isinstance(v, list) else [v]
     if not items or not all(isinstance(t, str) and re.match(r"^[\w.-]+$", t) for t in items):
         return "auto, all-linear, or module names separated by commas (q_proj,v_proj)"
     return None
+
+
+def _grad_accum_default(a: dict, ctx: Context) -> int:
+    r = rec(a, ctx)
+    batch = int(a.get("batch_size") or r["batch_size"])
+    # A changed batch size keeps the total batch near 16; otherwise the recommendation stands.
+    return int(r["grad_accum"]) if batch == int(r["batch_size"]) else max(1, round(16 / batch))
 
 
 def _name_default(a: dict, ctx: Context) -> str:
@@ -231,14 +238,16 @@ QUESTIONS: list[Question] = [
       if c.gpus and any(c.hubs.values()) else "demo", key="model.hub",
       choices=lambda a, c: [
           Option("modelscope", "ModelScope" + ("" if c.hubs.get("modelscope") else "  (not answering now)")),
-          Option("huggingface", "Hugging Face (or a mirror)" + ("" if c.hubs.get("huggingface") else "  (not answering now)")),
+          Option("huggingface", "Hugging Face (or a mirror)"
+                 + ("" if c.hubs.get("huggingface") else "  (not answering now)")),
           Option("local", "A local folder"),
           Option("demo", f"The bundled demo model ({c.demo_alias()}, no download)")]),
     Q("hf_endpoint", "text", 2, "Hugging Face mirror endpoint (empty: huggingface.co)",
       "Sets HF_ENDPOINT for downloads, e.g. https://hf-mirror.com; the summary prints the export line to reuse.",
       lambda a, c: __import__("os").environ.get("HF_ENDPOINT", ""),
-      validate=lambda v, a, c: None if not v or re.match(r"^https?://\S+$", v) else "a URL such as https://hf-mirror.com",
-      when=lambda a, c: a.get("hub") == "huggingface"),
+      validate=lambda v, a, c: None if not v or re.match(r"^https?://\S+$", v)
+      else "a URL such as https://hf-mirror.com",
+      when=lambda a, c: a.get("hub") == "huggingface", optional=True),
     Q("model", "select", 3, "Which model?",
       "Marks: whether each method fits this machine at 2048 tokens, from the memory estimate (? = unknown).",
       lambda a, c: c.default_model(a["hub"]), key="model.id", choices=_hub_model_options, other=_model_other,
@@ -255,7 +264,7 @@ QUESTIONS: list[Question] = [
     Q("dpo_adapter", "path", 4, "Start from an SFT run folder (empty: from the base model)",
       "DPO works best on a model already tuned with SFT on similar data: give that run's folder.",
       lambda a, c: "", key="model.adapter", validate=_check_adapter,
-      when=lambda a, c: task_method(a)[0] == "dpo"),
+      when=lambda a, c: task_method(a)[0] == "dpo", optional=True),
     Q("dataset", "select", 5, "Which dataset?",
       "Rows in messages, sharegpt, alpaca or query/response format (DPO: chosen/rejected pairs).",
       lambda a, c: next((o.value for o in _dataset_options(a, c)), "local"), key="data.train",
@@ -271,7 +280,8 @@ QUESTIONS: list[Question] = [
       when=lambda a, c: a.get("dataset") == "hub"),
     Q("use_recommended", "confirm", 6, "Use the recommended settings?",
       "Yes takes the values above; No asks for each of them.", lambda a, c: True),
-    Q("lora_r", "number", 6, "LoRA rank", "Size of the adapter: 8 is the usual start; 16-64 learn more, use more memory.",
+    Q("lora_r", "number", 6, "LoRA rank",
+      "Size of the adapter: 8 is the usual start; 16-64 learn more, use more memory.",
       _rec_flag("lora_r"), key="lora.r", validate=_number(1, 1024), when=uses_adapter, tuning=True, integer=True),
     Q("lora_alpha", "number", 6, "LoRA alpha", "Scales the adapter's update (alpha / rank); 32 with rank 8 is common.",
       _rec_flag("lora_alpha"), key="lora.alpha", validate=_number(0, lo_open=True), when=uses_adapter, tuning=True),
@@ -284,7 +294,7 @@ QUESTIONS: list[Question] = [
     Q("batch_size", "number", 6, "Batch size per step", "Rows per forward pass; raise it only if memory allows.",
       _rec_flag("batch_size"), key="train.batch_size", validate=_number(1), tuning=True, integer=True),
     Q("grad_accum", "number", 6, "Gradient accumulation", "Steps summed per update: batch x this = total batch (~16).",
-      lambda a, c: max(1, round(16 / max(1, int(a.get("batch_size") or rec(a, c)["batch_size"])))),
+      lambda a, c: _grad_accum_default(a, c),
       key="train.grad_accum", validate=_number(1), tuning=True, integer=True),
     Q("advanced", "confirm", 6, "Change advanced settings?",
       "Dropout, target modules, warmup, weight decay, scheduler, optimizer, saving, packing, eval split, seed.",
@@ -294,12 +304,13 @@ QUESTIONS: list[Question] = [
       tuning=True, advanced=True),
     Q("target_modules", "text", 6, "LoRA target modules", "auto (the family's attention projections), all-linear, "
       "or names separated by commas.", _rec_flag("target_modules"), key="lora.target_modules",
-      validate=_check_targets, when=uses_adapter, tuning=True, advanced=True),
+      validate=check_targets, when=uses_adapter, tuning=True, advanced=True),
     Q("max_steps", "number", 6, "Stop after N steps (-1: run all epochs)", "Caps the run's length in optimizer "
       "steps, whatever the epochs say.", _rec_flag("max_steps"), key="train.max_steps", validate=_number(-1),
       tuning=True, advanced=True, integer=True),
     Q("warmup_ratio", "number", 6, "Warmup ratio", "Share of steps spent ramping the learning rate up.",
-      _rec_flag("warmup_ratio"), key="train.warmup_ratio", validate=_number(0, 1, hi_open=True), tuning=True, advanced=True),
+      _rec_flag("warmup_ratio"), key="train.warmup_ratio", validate=_number(0, 1, hi_open=True), tuning=True,
+      advanced=True),
     Q("weight_decay", "number", 6, "Weight decay", "Pulls weights toward zero; 0 is usual for LoRA.",
       _rec_flag("weight_decay"), key="train.weight_decay", validate=_number(0), tuning=True, advanced=True),
     Q("scheduler", "select", 6, "Learning-rate schedule", "How the learning rate changes after warmup.",
@@ -312,18 +323,23 @@ QUESTIONS: list[Question] = [
                                                    "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")]),
     Q("save_steps", "number", 6, "Save a checkpoint every N steps", "Checkpoints let `run --resume` continue.",
       _rec_flag("save_steps"), key="train.save_steps", validate=_number(1), tuning=True, advanced=True, integer=True),
-    Q("logging_steps", "number", 6, "Log every N steps", "Loss, learning rate, memory and speed, in the log and dashboard.",
-      _rec_flag("logging_steps"), key="train.logging_steps", validate=_number(1), tuning=True, advanced=True, integer=True),
+    Q("logging_steps", "number", 6, "Log every N steps",
+      "Loss, learning rate, memory and speed, in the log and dashboard.", _rec_flag("logging_steps"),
+      key="train.logging_steps", validate=_number(1), tuning=True, advanced=True, integer=True),
     Q("gradient_checkpointing", "select", 6, "Gradient checkpointing",
       "Recomputes activations in the backward pass: much less memory, about 30% slower.",
       _rec_flag("gradient_checkpointing"), key="train.gradient_checkpointing", tuning=True, advanced=True,
       choices=lambda a, c: [Option("on", "on"), Option("off", "off"), Option("auto", "auto (decided at start)")]),
-    Q("packing", "confirm", 6, "Pack short rows together?", "Fills each sequence with several rows: faster on short data.",
+    Q("packing", "confirm", 6, "Pack short rows together?",
+      "Fills each sequence with several rows: faster on short data.",
       _rec_flag("packing"), key="data.packing", tuning=True, advanced=True),
     Q("eval_split", "number", 6, "Eval split", "Share of rows held out to report eval loss (0: none).",
       _rec_flag("eval_split"), key="data.eval_split", validate=_number(0, 1, hi_open=True), tuning=True, advanced=True),
     Q("seed", "number", 6, "Random seed", "Same seed, same data order and initialisation.",
       _rec_flag("seed"), key="train.seed", tuning=True, advanced=True, integer=True),
+    Q("dpo_beta", "number", 6, "DPO beta", "How far the tuned model may drift from the reference: higher "
+      "stays closer (0.1 is usual).", _rec_flag("dpo_beta"), key="dpo.beta", validate=_number(0, lo_open=True),
+      when=lambda a, c: task_method(a)[0] == "dpo", tuning=True, advanced=True),
     Q("output_dir", "path", 7, "Folder for the runs", "Each run gets its own folder inside: <name>-<time>/.",
       lambda a, c: "runs", key="output_dir",
       validate=lambda v, a, c: None if v.strip() and not Path(v).expanduser().is_file() else "a folder path"),
@@ -339,14 +355,10 @@ QUESTIONS: list[Question] = [
 BY_ID = {q.id: q for q in QUESTIONS}
 
 # Hyperparameter defaults that the estimate does not set (the recipe values users know from ms-swift).
-STATIC_DEFAULTS = {"max_steps": -1, "lora_r": 8, "lora_alpha": 32, "epochs": 3, "lora_dropout": 0.05, "target_modules": "auto",
-                   "warmup_ratio": 0.03, "weight_decay": 0.0, "scheduler": "cosine", "optimizer": "adamw_torch",
-                   "save_steps": 100, "logging_steps": 5, "packing": False, "eval_split": 0.0, "seed": 42}
-
-
-def nearest_id(name: str) -> Optional[str]:
-    got = difflib.get_close_matches(name, list(BY_ID), n=1, cutoff=0.4)
-    return got[0] if got else None
+STATIC_DEFAULTS = {"dpo_beta": 0.1, "max_steps": -1, "lora_r": 8, "lora_alpha": 32, "epochs": 3,
+                   "lora_dropout": 0.05, "target_modules": "auto", "warmup_ratio": 0.03, "weight_decay": 0.0,
+                   "scheduler": "cosine", "optimizer": "adamw_torch", "save_steps": 100, "logging_steps": 5,
+                   "packing": False, "eval_split": 0.0, "seed": 42}
 
 
 def options(q: Question, a: dict, ctx: Context) -> list:
@@ -360,105 +372,3 @@ def default(q: Question, a: dict, ctx: Context) -> Any:
     if q.id == "target_modules" and isinstance(v, (list, tuple)):
         v = ",".join(v)
     return v
-
-
-def coerce(q: Question, raw: Any, a: dict, ctx: Context) -> Any:
-    """An answer (typed text or an answers-file value) as the question's type; ValueError says why not."""
-    if q.kind == "confirm":
-        if isinstance(raw, bool):
-            return raw
-        s = str(raw).strip().lower()
-        if s in ("y", "yes", "true", "on", "1"):
-            return True
-        if s in ("n", "no", "false", "off", "0"):
-            return False
-        raise ValueError("answer yes or no")
-    if q.kind == "number":
-        if isinstance(raw, bool):
-            raise ValueError("a number")
-        try:
-            num = float(str(raw).strip())
-        except ValueError:
-            raise ValueError(f"a number{' (whole)' if q.integer else ''}, e.g. {default(q, a, ctx)}") from None
-        if q.integer:
-            if num != int(num):
-                raise ValueError("a whole number")
-            return int(num)
-        return num
-    if q.kind == "select":
-        values = [o.value for o in options(q, a, ctx)]
-        low = {str(v).lower(): v for v in values}
-        if str(raw).lower() in low:
-            return low[str(raw).lower()]
-        raise ValueError(f"one of: {', '.join(map(str, values))}")
-    if q.id == "target_modules" and isinstance(raw, list):
-        return ",".join(map(str, raw))
-    return "" if raw is None else str(raw).strip()
-
-
-def check(q: Question, value: Any, a: dict, ctx: Context) -> Optional[str]:
-    if q.id == "target_modules":
-        return _check_targets(targets(value), a, ctx)
-    return q.validate(value, a, ctx) if q.validate else None
-
-
-def targets(v: Any) -> Any:
-    if isinstance(v, list):
-        return v
-    s = str(v).strip()
-    return s if s in ("auto", "all-linear") else [t.strip() for t in s.split(",") if t.strip()]
-
-
-# ---------------------------------------------------------------- answers -> spec
-
-def _data_sources(a: dict, ctx: Context, base: Path) -> list:
-    choice = a.get("dataset", "")
-    if choice == "hub":
-        return [a["dataset_hub"]]
-    data = ctx.bundled_data()
-    if choice == "bundled:mix":
-        files = [data["self_cognition"], data["general_chat"]]
-    elif choice.startswith("bundled:"):
-        files = [data[choice.partition(":")[2]]]
-    else:
-        files = [Path(a["dataset_path"]).expanduser()]
-    return [portable_path(f, base) for f in files]
-
-
-def portable_path(p: Path, base: Path) -> str:
-    """Relative to the spec's folder when the file sits under it (the spec then travels with its data)."""
-    p = (p if p.is_absolute() else Path.cwd() / p).resolve()
-    try:
-        return str(p.relative_to(base.resolve()))
-    except ValueError:
-        return str(p)
-
-
-def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
-    """The RunSpec dict the answers describe; keys not answered keep the spec's own defaults."""
-    task, method = task_method(a)
-    hub = a.get("hub", "demo")
-    mid = model_id(a, ctx)
-    if hub == "local":
-        mid = str(Path(mid).expanduser().resolve())
-    model: dict = {"id": mid, "hub": {"demo": "auto", "local": "local"}.get(hub, hub)}
-    if a.get("dpo_adapter"):
-        model["adapter"] = str(Path(a["dpo_adapter"]).expanduser().resolve())
-    spec: dict = {"version": 1, "name": a["name"], "model": model, "task": task, "method": method,
-                  "data": {"train": _data_sources(a, ctx, spec_file.parent)}, "train": {},
-                  "output_dir": a.get("output_dir", "runs")}
-    if method != "full":
-        spec["lora"] = {}
-    for q in QUESTIONS:
-        if q.id not in a or not q.key or not q.tuning:
-            continue
-        section, _, field_ = q.key.partition(".")
-        if section == "lora" and method == "full":
-            continue
-        value = a[q.id]
-        if q.id == "target_modules":
-            value = targets(value)
-        elif q.kind == "number" and not q.integer:
-            value = float(value)  # one spelling (3.0, not 3) whether typed, defaulted or read from a file
-        spec.setdefault(section, {})[field_] = value
-    return spec

@@ -21,9 +21,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Used only where the estimate cannot say anything (an unknown model shape): the QLoRA recipe's values.
 FALLBACK = {"method": "qlora", "max_length": 2048, "batch_size": 1, "grad_accum": 16,
             "gradient_checkpointing": True, "lr": 2e-4, "reason": "the QLoRA recipe's defaults"}
-LR = {("sft", "qlora"): 2e-4, ("sft", "lora"): 2e-4, ("sft", "full"): 2e-5,
+LR = {("sft", "qlora"): 2e-4, ("sft", "lora"): 2e-4, ("sft", "full"): 1e-5,
       ("dpo", "qlora"): 5e-5, ("dpo", "lora"): 5e-5}
 TOTAL_BATCH = 16
+# The GPU default: the model the QLoRA recipe and ms-swift's examples are measured on, then smaller ones.
+PREFERRED = ("qwen2.5-7b-instruct", "qwen2.5-3b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct")
 
 
 def _env_on(name: str) -> bool:
@@ -60,15 +62,10 @@ class Context:
         try:
             from wizard import hardware
 
-            ctx.hardware = hardware.detect()
+            ctx.hardware = hardware.detect(ctx.cwd)
+            ctx.disk_free_gb = getattr(ctx.hardware, "disk_free_gb", None)
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the wizard
             ctx.notes.append(f"hardware not detected ({type(exc).__name__}: {exc})")
-        try:
-            from wizard import hardware
-
-            ctx.disk_free_gb = hardware.free_disk_gb(str(ctx.cwd))
-        except Exception:  # noqa: BLE001
-            pass
         if _env_on("TUNE_WIZARD_OFFLINE"):
             ctx.notes.append("TUNE_WIZARD_OFFLINE is set: hubs not asked")
             return ctx
@@ -85,15 +82,30 @@ class Context:
 
     @property
     def gpus(self) -> list:
+        """The GPUs torch can train on (NVML may list cards a CPU build of torch cannot use)."""
+        if hasattr(self.hardware, "usable_gpus"):
+            return list(self.hardware.usable_gpus)
         return list(getattr(self.hardware, "gpus", None) or [])
 
     def memory(self) -> tuple[Optional[float], str]:
         """(GB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
+        try:
+            from wizard.estimate import available_memory
+
+            return available_memory(self.hardware)
+        except ImportError:
+            pass
         if self.gpus:
             g = self.gpus[0]
-            return float(g.free_gb), f"GPU {g.index} {g.name}"
+            return float(g.free_gb), f"GPU {g.index} ({g.name})"
         ram = getattr(self.hardware, "ram_available_gb", None)
         return (float(ram) if ram else None), "CPU RAM"
+
+    def device(self) -> dict:
+        """estimate()'s device and precision for this machine, as `tune-wizard run` would pick them."""
+        if self.gpus:
+            return {"device": "cuda", "precision": "bf16" if getattr(self.gpus[0], "bf16", True) else "fp16"}
+        return {"device": "cpu", "precision": "fp32"} if self.hardware is not None else {}
 
     # ------------------------------------------------------------------ models
     def demo_alias(self) -> str:
@@ -108,6 +120,9 @@ class Context:
 
     def shape(self, model_id: str) -> Optional[dict]:
         key = ("shape", model_id)
+        remote = not lookup(model_id) and not Path(model_id).expanduser().exists()
+        if remote and not any(self.hubs.values()):
+            return None  # its config.json would come from a hub that is not answering: don't wait on it
         if key not in self._cache:
             try:
                 from wizard.estimate import shape_for_model
@@ -134,7 +149,7 @@ class Context:
                 from wizard.estimate import estimate, verdict
 
                 b = estimate(shape, method=method, max_length=min(max_length, self._context_len(model_id)),
-                             batch_size=batch_size, grad_ckpt=True)
+                             batch_size=batch_size, grad_ckpt=True, **self.device())
                 result = bool(verdict(b, avail)[0])
             except Exception:  # noqa: BLE001
                 result = None
@@ -142,26 +157,50 @@ class Context:
         return result
 
     def fit_marks(self, model_id: str) -> str:
-        marks = []
-        for m in METHODS:
-            ok = self.fits(model_id, m)
-            marks.append(f"{'?' if ok is None else ('✓' if ok else '✗')} {m}")
-        return " ".join(marks)
+        """e.g. "✓ qlora ✓ lora ✗ full"; empty when this machine's memory is unknown."""
+        fits = {m: self.fits(model_id, m) for m in METHODS}
+        if all(v is None for v in fits.values()):
+            return ""
+        return " ".join(f"{'?' if ok is None else ('✓' if ok else '✗')} {m}" for m, ok in fits.items())
 
     def default_model(self, hub: str) -> str:
-        """The demo on a CPU; on a GPU the largest catalog chat model up to 8B whose QLoRA fits."""
-        models = self.hub_models(hub)
+        """The demo on a CPU; on a GPU the first of PREFERRED whose QLoRA fits, else the largest that fits."""
+        models = {m.alias: m for m in self.hub_models(hub)}
         if self.gpus:
-            ok = [m for m in models if m.chat and m.params_b <= 8.5 and self.fits(m.alias, "qlora")]
+            for alias in PREFERRED:
+                if alias in models and self.fits(alias, "qlora"):
+                    return alias
+            ok = [m for m in models.values() if m.chat and m.params_b <= 8.5 and self.fits(m.alias, "qlora")]
             if ok:
                 return max(ok, key=lambda m: m.params_b).alias
         demo = self.demo_alias()
-        if any(m.alias == demo for m in models) or not models:
+        if demo in models or not models:
             return demo
-        return min(models, key=lambda m: m.params_b).alias
+        return min(models.values(), key=lambda m: m.params_b).alias
+
+    def probe_endpoint(self, url: str) -> bool:
+        """A Hugging Face mirror given in the wizard: does it answer? (The welcome probe asked huggingface.co.)"""
+        if _env_on("TUNE_WIZARD_OFFLINE"):
+            return False
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/api/models?limit=1", timeout=5):
+                ok = True
+        except urllib.error.HTTPError:
+            ok = True  # it answered, if not to this path
+        except Exception:  # noqa: BLE001
+            ok = False
+        self.hubs["huggingface"] = ok
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != "hub_has"}
+        return ok
 
     def hub_has_model(self, hub: str, repo_id: str) -> Optional[bool]:
         """True/False when the hub answered; None when it could not be asked."""
+        key = ("hub_has", hub, repo_id)
+        if key not in self._cache:
+            self._cache[key] = self._ask_hub(hub, repo_id)
+        return self._cache[key]
+
+    def _ask_hub(self, hub: str, repo_id: str) -> Optional[bool]:
         if not self.hubs.get(hub):
             return None
         if hub == "huggingface":
@@ -233,7 +272,8 @@ class Context:
         from wizard.catalog import recipes_dir
 
         d = recipes_dir() / "data"
-        return {p.stem: p for p in sorted(d.glob("*.jsonl"))} if d.is_dir() else {}
+        # Held-out files are for checking a trained model, not for training it.
+        return {p.stem: p for p in sorted(d.glob("*.jsonl")) if "heldout" not in p.stem} if d.is_dir() else {}
 
 
 def demo_recipe_settings() -> Optional[dict]:
@@ -252,7 +292,7 @@ def demo_recipe_settings() -> Optional[dict]:
         return None
     pick = {"lora_r": lora.get("r"), "lora_alpha": lora.get("alpha"), "lora_dropout": lora.get("dropout"),
             "target_modules": lora.get("target_modules"), "max_length": data.get("max_length"),
-            "eval_split": data.get("eval_split"), "packing": data.get("packing"), "method": raw.get("method"),
+            "eval_split": data.get("eval_split"), "packing": data.get("packing"),
             **{k: train.get(k) for k in ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                                          "scheduler", "optimizer", "seed", "logging_steps", "save_steps",
                                          "gradient_checkpointing", "weight_decay")}}
@@ -269,15 +309,6 @@ def _preview(path: str, task: str) -> Preview:
     fmt = ", ".join(s.format for s in report.sources) or "?"
     first = _as_chat(train[0]) if train else []
     return Preview(format=fmt, rows=len(train) + len(evals), first=first, notes=list(report.warnings)[:3])
-
-
-def _attr(obj: Any, *names: str) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return None
 
 
 def _as_chat(example: Any) -> list:

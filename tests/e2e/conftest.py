@@ -52,7 +52,7 @@ def write_spec(path: Path, model: str, data: Path, out: Path, **over) -> Path:
         "method": over.pop("method", "lora"),
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         "data": {"train": [str(data)], "max_length": 64, **over.pop("data", {})},
-        "train": {"max_steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 5e-3, "logging_steps": 1,
+        "train": {"max_steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 3e-2, "logging_steps": 1,
                   "save_steps": 6, "warmup_ratio": 0.0, "seed": 7, **over.pop("train", {})},
         "output_dir": str(out),
     }

@@ -34,6 +34,8 @@ def tiny_llama(tok, attn: str) -> LlamaForCausalLM:
     config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          intermediate_size=128, vocab_size=len(tok), max_position_embeddings=512)
     config._attn_implementation = attn
+    # As in training: with a cache, transformers skips the packed-sequence detection (it assumes decoding).
+    config.use_cache = False
     return LlamaForCausalLM(config).eval()
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from wizard.catalog import recipes_dir
 from wizard.data.render import IGNORE_INDEX, ensure_chat_template, tokenize_sft
 from wizard.engine.model_source import resolve
 from wizard.errors import DataError
@@ -141,6 +143,17 @@ def test_row_without_assistant_turn_is_an_error(tok):
     assert "f.jsonl:4" in str(err.value)
 
 
+def test_template_that_refuses_a_conversation_names_the_row(tok):
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                         "{{ raise_exception('System role not supported') }}{% endif %}"
+                         "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}")
+    with pytest.raises(DataError) as err:
+        tokenize_sft([conv("Q", "A"), conv("Q", "A", system="Be brief.", where="f.jsonl:9")], tok)
+    assert err.value.problems == ["f.jsonl:9: the model's chat template refuses this conversation: "
+                                  "System role not supported"]
+    assert "system role" in err.value.hint
+
+
 def test_fallback_chatml_on_a_tokenizer_with_chatml_tokens(tok):
     tok.chat_template = None
     warning = ensure_chat_template(tok)
@@ -207,3 +220,15 @@ def test_tokenizer_without_offsets_gets_the_same_rows(tok):
     with_offsets, _ = tokenize_sft(examples, tok)
     without, _ = tokenize_sft(examples, _NoOffsets(tok))
     assert without == with_offsets
+
+
+def test_every_bundled_demo_row_trains_exactly_its_answer(tok):
+    examples = []
+    for name in ("self_cognition.jsonl", "general_chat.jsonl"):
+        path = recipes_dir() / "data" / name
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            examples.append(dict(json.loads(line), where=f"{name}:{n}"))
+    rows, stats = tokenize_sft(examples, tok, max_length=512)
+    assert stats.rows_out == len(examples) and not stats.truncated
+    for example, row in zip(examples, rows):
+        assert trained_runs(tok, row) == [example["messages"][-1]["content"] + "<|im_end|>"], example["where"]

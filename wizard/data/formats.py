@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from wizard.data.readers import type_name
+from wizard.data.readers import a_type
 
 ROLES = ("system", "user", "assistant")
 # ShareGPT exports name the speakers in many ways; these are the ones the common datasets use.
@@ -32,6 +32,7 @@ class _Check:
     def __init__(self, fmt: "Format"):
         self.fmt = fmt
         self.problems: list[str] = []
+        self.dropped_turn = False  # a bad turn was left out: the turn order can no longer be judged
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -52,7 +53,7 @@ class _Check:
         v = self.field(row, key, optional)
         if v is None or isinstance(v, str):
             return v
-        self.add(f"'{key}' is a {type_name(v)}, expected a string; write the text as one string")
+        self.add(f"'{key}' is {a_type(v)}, expected a string; write the text as one string")
         return None
 
 
@@ -79,7 +80,8 @@ class Format:
 
 
 def _maybe_json(v: Any) -> Any:
-    # CSV cells and some Parquet/hub columns hold lists as JSON text.
+    # CSV cells and some Parquet/hub columns hold lists as JSON text. Only used where a string is never
+    # valid (messages, conversations, history): a prompt or answer may well be the text "[1, 2, 3]".
     if isinstance(v, str) and v.lstrip()[:1] in ("[", "{"):
         try:
             return json.loads(v)
@@ -94,15 +96,16 @@ def _messages(value: Any, key: str, check: _Check, sharegpt: bool = False) -> li
     value = _maybe_json(value)
     role_key, text_key = ("from", "value") if sharegpt else ("role", "content")
     if not isinstance(value, list):
-        check.add(f"'{key}' is a {type_name(value)}, expected a list of {{{role_key}, {text_key}}} objects")
+        check.add(f"'{key}' is {a_type(value)}, expected a list of {{{role_key}, {text_key}}} objects")
         return []
     if not value:
         check.add(f"'{key}' is an empty list; a conversation needs at least one assistant turn")
     out = []
+    before = len(check.problems)
     for i, m in enumerate(value):
         where = f"{key}[{i}]"
         if not isinstance(m, dict):
-            check.add(f"{where} is a {type_name(m)}, expected an object with {role_key} and {text_key}")
+            check.add(f"{where} is {a_type(m)}, expected an object with {role_key} and {text_key}")
             continue
         # ShareGPT files sometimes use role/content inside `conversations`; both spellings are accepted.
         rk = role_key if role_key in m else ("role" if "role" in m else "from")
@@ -120,13 +123,17 @@ def _messages(value: Any, key: str, check: _Check, sharegpt: bool = False) -> li
             check.add(f"{where}: missing field '{tk}' (or it is null); give each turn its text")
             continue
         if not isinstance(content, str):
-            check.add(f"{where}.{tk} is a {type_name(content)}, expected a string; write the text as one string")
+            check.add(f"{where}.{tk} is {a_type(content)}, expected a string; write the text as one string")
             continue
         out.append({"role": mapped, "content": content})
+    check.dropped_turn |= len(check.problems) > before
     return out
 
 
 def _check_turns(msgs: list[dict], key: str, check: _Check, last: str = "assistant") -> None:
+    if check.dropped_turn:
+        # A turn already reported was left out of `msgs`; checking the order now would only report that gap.
+        return
     for i, m in enumerate(msgs):
         if m["role"] == "system" and i > 0:
             check.add(f"{key}[{i}]: a system message after the first turn; move it to the start")
@@ -134,11 +141,15 @@ def _check_turns(msgs: list[dict], key: str, check: _Check, last: str = "assista
             check.add(f"{key}[{i}]: empty assistant turn; write the answer, or drop the row")
     if msgs and msgs[-1]["role"] != last:
         if last == "assistant":
-            check.add(f"'{key}' ends with a {msgs[-1]['role']} turn, not an assistant turn; end the conversation "
+            check.add(f"'{key}' ends with {_a(msgs[-1]['role'])} turn, not an assistant turn; end the conversation "
                       "with the assistant's answer (the part the model learns)")
         else:
-            check.add(f"the prompt ends with a {msgs[-1]['role']} turn; it must end with the user turn "
+            check.add(f"the prompt ends with {_a(msgs[-1]['role'])} turn; it must end with the user turn "
                       "that the chosen and rejected answers reply to")
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeio" else f"a {word}"  # a user, an assistant
 
 
 def _history(row: dict, check: _Check) -> list[dict]:
@@ -147,7 +158,7 @@ def _history(row: dict, check: _Check) -> list[dict]:
     if h is None or h == "":
         return []
     if not isinstance(h, list):
-        check.add(f"'history' is a {type_name(h)}, expected a list of [question, answer] pairs")
+        check.add(f"'history' is {a_type(h)}, expected a list of [question, answer] pairs")
         return []
     out = []
     for i, pair in enumerate(h):
@@ -166,7 +177,7 @@ def _with_system(row: dict, msgs: list[dict], check: _Check) -> list[dict]:
     if system in (None, ""):
         return msgs
     if not isinstance(system, str):
-        check.add(f"'system' is a {type_name(system)}, expected a string")
+        check.add(f"'system' is {a_type(system)}, expected a string")
         return msgs
     if msgs and msgs[0]["role"] == "system":
         return msgs
@@ -175,19 +186,20 @@ def _with_system(row: dict, msgs: list[dict], check: _Check) -> list[dict]:
 
 def _answer(value: Any, key: str, check: _Check) -> list[dict]:
     """A chosen/rejected answer: a string, one {role|from, content|value} turn, or a list of one."""
-    value = _maybe_json(value)
+    if value is None:  # missing: already reported by _Check.field
+        return []
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, dict):
         turn = _messages([value], key, check)
         if turn and turn[0]["role"] != "assistant":
-            check.add(f"'{key}' is a {turn[0]['role']} turn; it must be the assistant's answer")
+            check.add(f"'{key}' is {_a(turn[0]['role'])} turn; it must be the assistant's answer")
             return []
         value = turn[0]["content"] if turn else None
         if value is None:
             return []
     if not isinstance(value, str):
-        check.add(f"'{key}' is a {type_name(value)}, expected a string (or one assistant turn)")
+        check.add(f"'{key}' is {a_type(value)}, expected a string (or one assistant turn)")
         return []
     if not value.strip():
         check.add(f"'{key}' is empty; write the answer, or drop the row")
@@ -234,7 +246,7 @@ def _query_response(row: dict, c: _Check) -> dict:
 
 
 def _prompt_completion(row: dict, c: _Check) -> dict:
-    prompt, completion = _maybe_json(c.field(row, "prompt")), _maybe_json(c.field(row, "completion"))
+    prompt, completion = c.field(row, "prompt"), c.field(row, "completion")
     msgs = _prompt_turns(prompt, c) if prompt is not None else []
     if isinstance(completion, list):
         done = _messages(completion, "completion", c)
@@ -245,7 +257,7 @@ def _prompt_completion(row: dict, c: _Check) -> dict:
     elif isinstance(completion, str):
         done = [{"role": "assistant", "content": completion}]
     else:
-        c.add(f"'completion' is a {type_name(completion)}, expected a string or a list of assistant turns")
+        c.add(f"'completion' is {a_type(completion)}, expected a string or a list of assistant turns")
         done = []
     msgs = _with_system(row, msgs + done, c)
     _check_turns(msgs, "completion", c)
@@ -257,7 +269,7 @@ def _prompt_turns(prompt: Any, c: _Check) -> list[dict]:
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, list):
         return _messages(prompt, "prompt", c)
-    c.add(f"'prompt' is a {type_name(prompt)}, expected a string or a list of {{role, content}} turns")
+    c.add(f"'prompt' is {a_type(prompt)}, expected a string or a list of {{role, content}} turns")
     return []
 
 
@@ -272,22 +284,27 @@ SFT = {f.name: f for f in (
 
 # ------------------------------------------------------------------ preference formats
 
-def _pref(prompt: list[dict], chosen: list[dict], rejected: list[dict], c: _Check) -> dict:
-    _check_turns(prompt, "prompt", c, last="user")
-    if not prompt:
+def _pref(prompt: Optional[list[dict]], chosen: list[dict], rejected: list[dict], c: _Check) -> dict:
+    if prompt is None:  # missing: already reported
+        prompt = []
+    elif not prompt:
         c.add("the prompt is empty; write the user turn the answers reply to")
+    else:
+        _check_turns(prompt, "prompt", c, last="user")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def _prompt_chosen_rejected(row: dict, c: _Check) -> dict:
-    prompt = _maybe_json(c.field(row, "prompt"))
-    msgs = _with_system(row, _prompt_turns(prompt, c), c) if prompt is not None else []
+    prompt = c.field(row, "prompt")
+    msgs = _with_system(row, _prompt_turns(prompt, c), c) if prompt is not None else None
     return _pref(msgs, _answer(c.field(row, "chosen"), "chosen", c), _answer(c.field(row, "rejected"), "rejected", c), c)
 
 
 def _implicit_prompt(row: dict, c: _Check) -> dict:
     """TRL's implicit-prompt rows: chosen and rejected are whole conversations sharing the prompt."""
-    chosen, rejected = _maybe_json(c.field(row, "chosen")), _maybe_json(c.field(row, "rejected"))
+    chosen, rejected = c.field(row, "chosen"), c.field(row, "rejected")
+    if chosen is None or rejected is None:
+        return {}
     if not isinstance(chosen, list) or not isinstance(rejected, list):
         c.add("without a 'prompt' field, 'chosen' and 'rejected' must be whole conversations (lists of "
               "{role, content} turns); otherwise add the 'prompt' field")
@@ -296,9 +313,7 @@ def _implicit_prompt(row: dict, c: _Check) -> dict:
     n = 0
     while n < min(len(a), len(b)) - 1 and a[n] == b[n]:
         n += 1
-    prompt = _with_system(row, a[:n], c)
-    out = _pref(prompt, _answer(a[n:], "chosen", c), _answer(b[n:], "rejected", c), c)
-    return out
+    return _pref(_with_system(row, a[:n], c), _answer(a[n:], "chosen", c), _answer(b[n:], "rejected", c), c)
 
 
 def _split_sft(base: Format) -> Callable[[dict, _Check], dict]:

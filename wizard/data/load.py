@@ -14,7 +14,7 @@ from typing import Optional
 
 from wizard.data.formats import DPO, NAMED, SFT, Format, RowError, detect, known_formats
 from wizard.data.hub import load_hub, looks_like_hub_id, sample_indices
-from wizard.data.readers import Problems, Row, read_local, type_name
+from wizard.data.readers import Problems, Row, a_type, read_local
 from wizard.errors import DataError
 
 DETECT_ROWS = 50  # rows whose keys decide the format (optional fields may be absent from the first one)
@@ -126,7 +126,7 @@ def _load_source(src, role: str, data_spec, task: str, seed: int, problems: Prob
         if isinstance(row.value, dict):
             dicts.append(row)
         else:
-            problems.add(f"{row.where}: the row is a {type_name(row.value)}, not an object; each row must be "
+            problems.add(f"{row.where}: the row is {a_type(row.value)}, not an object; each row must be "
                          "an object such as {\"instruction\": ..., \"output\": ...}", row.pos)
     if not dicts:
         return []
@@ -182,8 +182,8 @@ def _choose_format(src, data_spec, task: str, keys: set[str], report: DataReport
         candidates = NAMED[task].get(named)
         if candidates is None:
             other = "dpo" if task == "sft" else "sft"
-            problems.add(f"{src.path}: format {named} is not a {task} format; for task {task} use one of "
-                         f"{', '.join(NAMED[task])}, or set task: {other}")
+            problems.add(f"{src.path}: format {named} is for task {other}, not {task}; for task {task} use one "
+                         f"of auto, {', '.join(NAMED[task])}, or set task: {other}")
             return None
         table = SFT if task == "sft" else DPO
         fmt = next((table[c] for c in candidates if set(table[c].needs) <= keys), None)

@@ -4,6 +4,8 @@ Packed examples must not attend to each other. Rather than a custom attention ma
 position_ids that restart at 0 for every example and no attention_mask: transformers' masking utilities
 then find the example boundaries from the position_ids (find_packed_sequence_indices) and build a
 block-diagonal causal mask for sdpa and eager attention, and flash-attention reads the same boundaries.
+The model must run with use_cache=False (model.config.use_cache = False): with a cache transformers assumes
+it is decoding, skips that detection, and packed examples silently attend to each other.
 """
 from __future__ import annotations
 

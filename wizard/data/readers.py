@@ -73,6 +73,12 @@ def type_name(v: Any) -> str:
     return type(v).__name__
 
 
+def a_type(v: Any) -> str:
+    """'a list', 'an object': the type with its article, for messages."""
+    name = type_name(v)
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def read_local(path: Path, label: str, problems: Problems, split: str = "train") -> list[Row]:
     if path.is_dir():
         return read_folder(path, problems, split)

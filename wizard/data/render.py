@@ -228,7 +228,13 @@ def tokenize_sft(examples, tokenizer, max_length: int = 2048, overflow: str = "t
         for n, example in enumerate(batch):
             where = example.get("where") or f"row {at + n + 1}"
             messages = example["messages"]
-            full = _render(tokenizer, messages)
+            try:
+                full = _render(tokenizer, messages)
+            except Exception as err:  # templates raise on what they cannot render, e.g. a system turn
+                problems.append(f"{where}: the model's chat template refuses this conversation: {err}")
+                hint = ("change the conversation to what the template accepts (some templates have no "
+                        "system role, or require user and assistant turns to alternate)")
+                continue
             try:
                 spans, needs_eos = _assistant_spans(tokenizer, messages, full, eot, where)
             except DataError as err:

@@ -24,29 +24,95 @@ _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
 def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if v is None or v is True or v is False:
+        return False
+    try:
+        return math.isfinite(v)
+    except (TypeError, ValueError):
+        return False
 
 
 def smoothing_weight(n: int) -> float:
-    """EMA weight that suits the series length: ~n/10 points of memory, between 0.3 and 0.95."""
+    """EMA weight that suits the series length: ~n/10 points of memory, between 0.3 and 0.95.
+
+    n is rounded up to a power of two so that a growing series changes its weight (and needs its EMA
+    recomputed) only log2(n) times.
+    """
     if n <= 0:
-        return 0.5
-    return min(0.95, max(0.3, 1.0 - 10.0 / n))
+        return 0.3
+    q = 1 << (n - 1).bit_length()
+    return min(0.95, max(0.3, 1.0 - 10.0 / q))
+
+
+class EmaTracker:
+    """Debiased exponential moving average (TensorBoard's), one value at a time; skips non-finite values."""
+
+    def __init__(self, weight: float):
+        self.weight = weight
+        self.acc = self.norm = 0.0
+
+    def push(self, v) -> Optional[float]:
+        if v is None or not (v == v and v - v == 0):  # None, NaN, inf
+            return None
+        w = self.weight
+        self.acc = w * self.acc + (1 - w) * v
+        self.norm = w * self.norm + (1 - w)
+        return self.acc / self.norm
 
 
 def ema(values: Sequence[Optional[float]], weight: Optional[float] = None) -> list[Optional[float]]:
-    """Debiased exponential moving average (TensorBoard's); non-finite inputs are skipped and give None."""
+    """Debiased EMA of a whole series; non-finite inputs give None and do not move it."""
     w = smoothing_weight(sum(1 for v in values if finite(v))) if weight is None else weight
-    out: list[Optional[float]] = []
-    acc, norm = 0.0, 0.0
-    for v in values:
-        if not finite(v):
-            out.append(None)
-            continue
-        acc = w * acc + (1 - w) * v
-        norm = w * norm + (1 - w)
-        out.append(acc / norm)
-    return out
+    tracker = EmaTracker(w)
+    return [tracker.push(v) for v in values]
+
+
+class Decimator:
+    """A loss series kept in at most `cap` buckets (min, max, last EMA), merged pairwise as it grows,
+    so drawing a 100k-step run costs the same as drawing a 1k-step one. Appending is O(1) amortised."""
+
+    def __init__(self, cap: int = 1024):
+        self.cap = cap
+        self.size = 1          # rows per bucket
+        self.buckets: list[list] = []   # [first_step, last_step, lo, hi, ema, n_bad, count]
+
+    def add(self, step: float, v, m: Optional[float]) -> None:
+        b = self.buckets[-1] if self.buckets else None
+        if b is None or b[6] >= self.size:
+            b = [step, step, math.inf, -math.inf, None, 0, 0]
+            self.buckets.append(b)
+        b[1] = step
+        if v is not None and v == v and v - v == 0:
+            if v < b[2]:
+                b[2] = v
+            if v > b[3]:
+                b[3] = v
+        else:
+            b[5] += 1
+        if m is not None:
+            b[4] = m
+        b[6] += 1
+        if len(self.buckets) > self.cap:
+            self._halve()
+
+    def _halve(self) -> None:
+        old, merged = self.buckets, []
+        for i in range(0, len(old) - 1, 2):
+            a, c = old[i], old[i + 1]
+            merged.append([a[0], c[1], min(a[2], c[2]), max(a[3], c[3]), c[4] if c[4] is not None else a[4],
+                           a[5] + c[5], a[6] + c[6]])
+        if len(old) % 2:
+            merged.append(old[-1])
+        self.buckets = merged
+        self.size *= 2
+
+    @classmethod
+    def of(cls, steps, losses, smooth, cap: int = 1024) -> "Decimator":
+        d = cls(cap)
+        for s, v, m in zip(steps, losses, smooth):
+            if finite(s):
+                d.add(float(s), v, m)
+        return d
 
 
 def fmt_num(v: Optional[float], digits: int = 4) -> str:
@@ -102,55 +168,67 @@ def _y_range(vals: list[float]) -> tuple[float, float]:
 
 
 def loss_chart(steps: Sequence[float], losses: Sequence[Optional[float]], width: int, height: int,
-               evals: Sequence[tuple[float, float]] = (), weight: Optional[float] = None) -> Text:
+               evals: Sequence[tuple[float, float]] = (), weight: Optional[float] = None,
+               smooth: Optional[Sequence[Optional[float]]] = None) -> Text:
     """Training loss (raw dots, EMA line) with eval points, as exactly `height` lines of `width` cells.
 
     The last line is the step axis. Non-finite losses are marked with × on the bottom plot row. Too
-    small an area, or no finite value yet, gives a one-line message padded to the size.
+    small an area, or no finite value yet, gives a one-line message padded to the size. `smooth` is
+    ema(losses, weight) when the caller has it already.
     """
+    if smooth is None or len(smooth) != len(losses):
+        smooth = ema(losses, weight)
+    return chart_from_buckets(Decimator.of(steps, losses, smooth).buckets, width, height, evals)
+
+
+def chart_from_buckets(buckets: Sequence[list], width: int, height: int,
+                       evals: Sequence[tuple[float, float]] = ()) -> Text:
+    """loss_chart's drawing, from Decimator buckets: a bucket's min..max is drawn as a vertical run."""
     width, height = max(0, width), max(0, height)
-    pts = [(float(s), v) for s, v in zip(steps, losses) if finite(s)]
-    vals = [v for _, v in pts if finite(v)]
+    good = [b for b in buckets if b[2] <= b[3]]
     ev = [(float(s), float(v)) for s, v in evals if finite(s) and finite(v)]
-    if width < 16 or height < 3 or not (vals or ev):
-        msg = "waiting for the first logged loss" if not (vals or ev) else "(too small for a chart)"
+    if width < 16 or height < 3 or not (good or ev):
+        msg = "waiting for the first logged loss" if not (good or ev) else "(too small for a chart)"
         return _pad_block([msg[:width]], width, height)
 
-    smooth = ema([v for _, v in pts], weight)
-    y_lo, y_hi = _y_range(vals + [v for _, v in ev] + [v for v in smooth if v is not None])
-    all_steps = [s for s, _ in pts] + [s for s, _ in ev]
-    x_lo, x_hi = min(all_steps), max(all_steps)
+    ys = [v for _, v in ev] + [b[2] for b in good] + [b[3] for b in good] + \
+         [b[4] for b in buckets if b[4] is not None]
+    y_lo, y_hi = _y_range([min(ys), max(ys)])
+    xs = [b[0] for b in buckets] + [b[1] for b in buckets] + [s for s, _ in ev]
+    x_lo, x_hi = min(xs), max(xs)
 
     labels = axis_labels(y_lo, y_hi)
     lab_w = max(len(t) for t in labels)
     plot_w, plot_h = width - lab_w - 1, height - 1
     px_w, px_h = plot_w * 2, plot_h * 4
+    sx = (px_w - 1) / (x_hi - x_lo) if x_hi > x_lo else 0.0
+    sy = (px_h - 1) / (y_hi - y_lo)
+    top = px_h - 1
 
     def px(s: float) -> int:
-        return 0 if x_hi == x_lo else int(round((s - x_lo) / (x_hi - x_lo) * (px_w - 1)))
+        return _snap((s - x_lo) * sx)
 
     def py(v: float) -> int:  # 0 is the top dot row
-        frac = (v - y_lo) / (y_hi - y_lo)
-        return (px_h - 1) - int(round(min(1.0, max(0.0, frac)) * (px_h - 1)))
+        return top - min(top, max(0, _snap((v - y_lo) * sy)))
 
     raw = [[0] * plot_w for _ in range(plot_h)]
     line = [[0] * plot_w for _ in range(plot_h)]
     marks: dict[tuple[int, int], tuple[str, str]] = {}
+    cols: dict[int, float] = {}  # EMA: the last value landing in each dot column
 
     def dot(grid, x: int, y: int) -> None:
-        grid[y // 4][x // 2] |= _DOTS[x % 2][y % 4]
+        grid[y >> 2][x >> 1] |= _DOTS[x & 1][y & 3]
 
-    for s, v in pts:
-        if finite(v):
-            dot(raw, px(s), py(v))
-        else:
-            marks[(plot_h - 1, px(s) // 2)] = (BAD_MARK, BAD_STYLE)
-
-    # The EMA is drawn as a connected line through one point per dot column (the last value landing there).
-    cols: dict[int, float] = {}
-    for (s, _), m in zip(pts, smooth):
+    for first, last, lo, hi, m, bad, _ in buckets:
+        x = px((first + last) / 2)
+        if lo <= hi:
+            for y in range(py(hi), py(lo) + 1):
+                dot(raw, x, y)
+        if bad:
+            marks[(plot_h - 1, x >> 1)] = (BAD_MARK, BAD_STYLE)
         if m is not None:
-            cols[px(s)] = m
+            cols[px(last)] = m
+
     prev = None
     for x in sorted(cols):
         y = py(cols[x])
@@ -166,27 +244,41 @@ def loss_chart(steps: Sequence[float], losses: Sequence[Optional[float]], width:
         prev = (x, y)
 
     for s, v in ev:
-        marks[(py(v) // 4, px(s) // 2)] = (EVAL_MARK, EVAL_STYLE)
+        marks[(py(v) >> 2, px(s) >> 1)] = (EVAL_MARK, EVAL_STYLE)
 
     out = Text(no_wrap=True, overflow="crop")
     label_rows = {0: labels[0], (plot_h - 1) // 2: labels[1], plot_h - 1: labels[2]}
     for r in range(plot_h):
         lab = label_rows.get(r)
         out.append((lab.rjust(lab_w) + "┤") if lab is not None else " " * lab_w + "│", style="dim")
+        run, run_style = [], None  # consecutive cells of one style become one span: cheaper to draw
+        raw_r, line_r = raw[r], line[r]
         for c in range(plot_w):
-            if (r, c) in marks:
-                ch, st = marks[(r, c)]
-                out.append(ch, style=st)
-                continue
-            bits = raw[r][c] | line[r][c]
-            out.append(chr(0x2800 + bits) if bits else " ",
-                       style=EMA_STYLE if line[r][c] else RAW_STYLE if bits else None)
+            mark = marks.get((r, c)) if marks else None
+            if mark is not None:
+                ch, style = mark
+            else:
+                bits = raw_r[c] | line_r[c]
+                ch = chr(0x2800 + bits) if bits else " "
+                style = EMA_STYLE if line_r[c] else RAW_STYLE if bits else None
+            if style != run_style and run:
+                out.append("".join(run), style=run_style)
+                run = []
+            run_style = style
+            run.append(ch)
+        if run:
+            out.append("".join(run), style=run_style)
         out.append("\n")
     left, right = f"step {fmt_step(x_lo)}", f"{fmt_step(x_hi)}"
     gap = plot_w - len(left) - len(right)
     axis = " " * lab_w + "└" + (left + " " * gap + right if gap >= 1 else left[:plot_w].ljust(plot_w))
     out.append(axis, style="dim")
     return out
+
+
+def _snap(v: float) -> int:
+    """Round half up, with a little slack: float noise in an EMA of a flat series must not flip a dot row."""
+    return int(math.floor(v + 0.5 + 1e-9))
 
 
 def axis_labels(lo: float, hi: float) -> list[str]:

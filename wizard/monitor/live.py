@@ -6,6 +6,7 @@ Engine hooks only update a DashboardState under a lock; Rich's refresh thread bu
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
@@ -23,17 +24,39 @@ from wizard.monitor.state import DashboardState
 from wizard.monitor.system import sample_system
 
 
+# Libraries whose loggers print straight to the terminal (transformers binds the real stderr when it is
+# imported, so Live's stdout/stderr redirection never sees those lines and they would tear the frame).
+LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "trl", "datasets", "bitsandbytes")
+
+
+class _ToLogTail(logging.Handler):
+    """Library warnings go to the dashboard's log tail while it is on screen."""
+
+    def __init__(self, reporter: "LiveReporter"):
+        super().__init__(level=logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "error" if record.levelno >= logging.ERROR else "warning"
+            self.reporter.on_event(f"{record.name}: {record.getMessage()}", level)
+        except Exception:  # noqa: BLE001 - logging must never break training
+            self.handleError(record)
+
+
 class LiveReporter(Reporter):
     """Rich Live dashboard: header, loss chart, GPU (or CPU/RAM) panel, log tail; a summary at the end.
 
     run_dir: where gpu.jsonl goes (None: sample without writing). console: where to draw (a TTY Console
     by default). sampler: an object from start_sampler() to reuse; by default one is started on the first
     hook and stopped in close(). refresh_per_second: frame rate of the drawing thread.
+    capture_library_logs: while the dashboard is up, terminal handlers of LIBRARY_LOGGERS are detached
+    and their warnings shown in the log tail instead (file handlers, e.g. train.log, are left alone).
     """
 
     def __init__(self, run_dir: str | Path | None = None, console: Optional[Console] = None, *,
                  refresh_per_second: float = 1.0, sampler=None, gpu_period: float = 1.0,
-                 sample_gpus: bool = True):
+                 sample_gpus: bool = True, capture_library_logs: bool = True):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.console = console or Console()
         self.refresh_per_second = refresh_per_second
@@ -48,6 +71,8 @@ class LiveReporter(Reporter):
         self._live: Optional[Live] = None
         self._closed = False
         self._last_system = 0.0
+        self.capture_library_logs = capture_library_logs
+        self._detached: list = []         # (logger, handlers taken off it, our handler)
         self.frames = 0          # frames built, and the seconds spent building them (bench/diagnostics)
         self.build_s = 0.0
 
@@ -62,11 +87,31 @@ class LiveReporter(Reporter):
             self.sampler.add_listener(self._on_gpu_sample)
         elif self.state.gpu_reason is None:
             self.state.gpu_reason = "GPU sampling is off"
-        self._live = Live(console=self.console, get_renderable=self._frame, auto_refresh=True,
+        self._live = Live(console=self.console, get_renderable=self.frame, auto_refresh=True,
                           refresh_per_second=self.refresh_per_second, transient=False,
                           redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
-        self._live.start()
+        if self.capture_library_logs:
+            self._capture_logs()
+        self._live.start(refresh=True)  # the dashboard shows at once, not one refresh period later
         atexit.register(self.close)  # a crash must not leave the terminal's cursor hidden
+
+    def _capture_logs(self) -> None:
+        terminal = {sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout, self.console.file}
+        to_tail = _ToLogTail(self)
+        for name in LIBRARY_LOGGERS:
+            lg = logging.getLogger(name)
+            taken = [h for h in lg.handlers if type(h) is logging.StreamHandler and h.stream in terminal]
+            for h in taken:
+                lg.removeHandler(h)
+            lg.addHandler(to_tail)
+            self._detached.append((lg, taken, to_tail))
+
+    def _restore_logs(self) -> None:
+        for lg, taken, ours in self._detached:
+            lg.removeHandler(ours)
+            for h in taken:
+                lg.addHandler(h)
+        self._detached = []
 
     def _on_gpu_sample(self, row: dict) -> None:
         with self._lock:
@@ -75,20 +120,22 @@ class LiveReporter(Reporter):
     def frame(self, width: Optional[int] = None, height: Optional[int] = None) -> RenderableType:
         """The current frame, built now (thread-safe). Default size: the console's, less one line."""
         t0 = time.perf_counter()
+        now = time.time()
+        system = None
+        if not self.state.gpus and now - self._last_system >= 0.9:  # psutil outside the lock: hooks never wait
+            self._last_system = now
+            system = sample_system()
         with self._lock:
             st = self.state
-            st.now = time.time()
-            if not st.gpus and st.now - self._last_system >= 0.9:
-                self._last_system = st.now
-                st.add_system_sample(sample_system())
+            st.now = now
+            if system is not None:
+                st.add_system_sample(system)
             w, h = self.console.size
             # one spare line: an inline frame as tall as the terminal would scroll on every redraw
             out = panels.render(st, width or w, height or max(8, h - 1))
         self.frames += 1
         self.build_s += time.perf_counter() - t0
         return out
-
-    _frame = frame
 
     # -- Reporter hooks --------------------------------------------------------------------------------
     def on_start(self, info: RunInfo) -> None:
@@ -123,6 +170,7 @@ class LiveReporter(Reporter):
             if not self.state.done:  # closed without on_end: say so rather than look like it still runs
                 self.state.finish({"status": "stopped", "message": "the run stopped before reporting its end"})
         if self._live is not None:
+            self._restore_logs()
             self._live.stop()  # draws the final frame once more, in full
             w, h = self.console.size
             with self._lock:

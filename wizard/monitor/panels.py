@@ -10,7 +10,9 @@ import time
 from typing import Optional
 
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -72,11 +74,35 @@ def _gb(v) -> str:
     return f"{v:.1f}" if finite(v) else "?"
 
 
+def _fixed(v, digits: int = 2) -> str:
+    return f"{v:.{digits}f}" if finite(v) else "-"
+
+
 def _ago(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
     s = int(seconds)
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+class Prerendered:
+    """A renderable already turned into lines of segments (style objects, no colour codes yet)."""
+
+    def __init__(self, renderable, width: int):
+        self.width = width
+        lines = _MEASURE.render_lines(renderable, _MEASURE.options.update(width=width, height=None), pad=True)
+        if isinstance(renderable, Text):  # Text ends with its own newline: no empty line after it
+            lines = lines[:renderable.plain.count("\n") + 1]
+        self.lines = lines
+
+    def __rich_console__(self, console, options):
+        newline = Segment.line()
+        for line in self.lines:
+            yield from line
+            yield newline
+
+    def __rich_measure__(self, console, options):
+        return Measurement(self.width, self.width)
 
 
 # -- header ----------------------------------------------------------------------------------------------
@@ -115,7 +141,7 @@ def header_panel(st: DashboardState, width: int) -> Panel:
 
 # -- loss ------------------------------------------------------------------------------------------------
 def loss_stats(st: DashboardState, width: int = 10_000) -> list[Text]:
-    smooth = charts.ema(st.losses)
+    _, smooth = st.smoothed()
     last_ema = next((v for v in reversed(smooth) if v is not None), None)
     parts: list = [("loss ", "dim"), (fmt_num(st.final_loss()), "bold"), ("  ema ", "dim"),
                    (fmt_num(last_ema), charts.EMA_STYLE)]
@@ -125,7 +151,7 @@ def loss_stats(st: DashboardState, width: int = 10_000) -> list[Text]:
     if best is not None:
         at = f" @ {best[1]:g}" if finite(best[1]) else ""
         parts += [("  best ", "dim"), f"{fmt_num(best[0])}{at}"]
-    bad = sum(1 for v in st.losses if not finite(v))
+    bad = st.n_bad
     if bad:
         parts += [("  ", ""), (f"{bad} non-finite", charts.BAD_STYLE)]
     lr, gn = st.last.get("lr"), st.last.get("grad_norm")
@@ -139,7 +165,7 @@ def loss_stats(st: DashboardState, width: int = 10_000) -> list[Text]:
             ("  rejected ", "dim"), fmt_num(r.get("rewards/rejected"), 3),
             ("  margin ", "dim"), (fmt_num(r.get("rewards/margins"), 3), "bold"), " ",
             (charts.sparkline(st.margins, 12), "green"),
-            ("  accuracy ", "dim"), (fmt_num(r.get("rewards/accuracies"), 3), "bold"), " ",
+            ("  accuracy ", "dim"), (_fixed(r.get("rewards/accuracies")), "bold"), " ",
             (charts.sparkline(st.accuracies, 12, 0.0, 1.0), "green")))
     return lines
 
@@ -148,18 +174,16 @@ def loss_panel(st: DashboardState, width: int, height: int) -> Panel:
     iw, ih = width - 4, height - 2
     stats = loss_stats(st, iw)
     chart_h = ih - len(stats)
-    n = sum(1 for v in st.losses if finite(v))
+    weight, _ = st.smoothed()
     if chart_h >= 3:
-        chart = charts.loss_chart(st.steps, st.losses, iw, chart_h, evals=st.evals)
-        body = Text(no_wrap=True, overflow="crop")
-        body.append_text(chart)
-        for s in stats:
-            body.append("\n")
-            body.append_text(s)
+        # drawn into segments once per metrics row; frames in between only copy them
+        chart = st.cached(("chart", iw, chart_h), lambda: Prerendered(charts.chart_from_buckets(
+            st.buckets.buckets, iw, chart_h, evals=st.evals), iw))
+        body = Group(chart, _lines(stats))
     else:  # too short for a chart: a sparkline keeps the trend visible
-        spark = _line(("loss ", "dim"), (charts.sparkline(st.losses, max(0, iw - 5)), charts.RAW_STYLE))
+        spark = _line(("loss ", "dim"), (charts.sparkline(st.losses, max(0, iw - 5)).lstrip(), charts.RAW_STYLE))
         body = _lines(([spark] if ih > len(stats) else []) + stats)
-    return _panel(body, "loss", width, height, subtitle=charts.legend(charts.smoothing_weight(n)))
+    return _panel(body, "loss", width, height, subtitle=charts.legend(weight))
 
 
 # -- GPU / CPU -------------------------------------------------------------------------------------------
@@ -226,13 +250,14 @@ def system_panel(st: DashboardState, width: int) -> Panel:
     ram_pct = 100.0 * used / total if finite(used) and finite(total) and total else None
     ram_txt = f"{_gb(used)}/{_gb(total)} GiB" + (f" {ram_pct:3.0f}%" if finite(ram_pct) else "")
     lead = f"{cpu_txt} of {n} cores" if n else cpu_txt
-    spark_w = max(0, min(60, iw - 10 - max(len(lead), len(ram_txt))))
+    rss_txt = f"{rss:.2f} GiB" if finite(rss) else ""
+    spark_w = max(0, min(60, iw - 7 - max(len(lead), len(ram_txt)) - (len(rss_txt) + 15 if rss_txt else 0)))
     where = "this machine" if st.source == "watch" else ""
     line1 = _line(("CPU  ", "dim"), (lead.ljust(len(ram_txt)), "bold"), "  ",
                   (charts.sparkline(st.cpu_hist, spark_w, 0, 100), "green"))
     line2 = _line(("RAM  ", "dim"), (ram_txt.ljust(len(lead)), "bold"), "  ",
                   (charts.sparkline(st.ram_hist, spark_w, 0, 100), "blue"),
-                  *((("  this process ", "dim"), f"{rss:.2f} GiB") if finite(rss) else ()))
+                  *((("  this process ", "dim"), rss_txt) if rss_txt else ()))
     reason = st.gpu_reason or "no GPU samples yet"
     line3 = _line(f"{NO_GPU_PREFIX} {reason}", style="yellow")
     title = "CPU / RAM" + (f" ({where})" if where else "")
@@ -254,25 +279,29 @@ def log_panel(st: DashboardState, width: int, height: int) -> Panel:
 
 
 # -- summary ---------------------------------------------------------------------------------------------
-def summary_lines(st: DashboardState) -> list[Text]:
+def summary_lines(st: DashboardState, width: int = 10_000) -> list[Text]:
     f = st.final or {}
     lines: list[Text] = []
     if st.message:
         lines.append(Text(st.message, style=STATUS_STYLE.get(st.status, "")))
     best = st.best_eval()
-    figures = Text()
-    figures.append("final loss ", style="dim")
-    figures.append(fmt_num(st.final_loss()), style="bold")
-    figures.append("   best eval loss ", style="dim")
-    figures.append(fmt_num(best[0]) if best else "-", style="bold")
+    losses = Text()
+    losses.append("final loss ", style="dim")
+    losses.append(fmt_num(st.final_loss()), style="bold")
+    losses.append("   best eval loss ", style="dim")
+    losses.append(fmt_num(best[0]) if best else "-", style="bold")
     if best and finite(best[1]):
-        figures.append(f" (step {best[1]:g})", style="dim")
-    figures.append("   time ", style="dim")
-    figures.append(fmt_duration(st.elapsed()), style="bold")
-    figures.append("   peak memory ", style="dim")
+        losses.append(f" (step {best[1]:g})", style="dim")
+    cost = Text()
+    cost.append("time ", style="dim")
+    cost.append(fmt_duration(st.elapsed()), style="bold")
+    cost.append("   peak memory ", style="dim")
     peak = st.peak_memory()
-    figures.append(f"{peak:.2f} GiB" if finite(peak) else "-", style="bold")
-    lines.append(figures)
+    cost.append(f"{peak:.2f} GiB" if finite(peak) else "-", style="bold")
+    if losses.cell_len + 3 + cost.cell_len <= width:
+        lines.append(Text.assemble(losses, "   ", cost))
+    else:  # narrow: two lines rather than a figure split across them
+        lines += [losses, cost]
     adapter = f.get("adapter_dir") or st.adapter_dir
     if adapter:
         lines.append(Text.assemble(("adapter     ", "dim"), (str(adapter), "bold")))
@@ -288,7 +317,7 @@ def summary_lines(st: DashboardState) -> list[Text]:
 
 def summary_panel(st: DashboardState, width: int) -> tuple[Panel, int]:
     iw = width - 4
-    lines = summary_lines(st)
+    lines = summary_lines(st, iw)
     body = Text(overflow="fold")  # long paths and commands fold, never cut: users copy them
     for i, ln in enumerate(lines):
         if i:
@@ -327,7 +356,7 @@ def render(st: DashboardState, width: Optional[int] = None, height: Optional[int
             parts.append(grid)
     else:
         gpu_h, compact = gpu_panel_height(st, max(3, room - 8))
-        if gpu_h > room:
+        if gpu_h > room or (st.done and room - gpu_h < 8):  # after the run the loss matters more
             gpu_h = 0
         rest = room - gpu_h
         log_h = min(12, max(5, rest // 3)) if rest >= 8 + 5 else 0

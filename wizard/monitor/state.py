@@ -17,6 +17,7 @@ from typing import Optional
 
 from wizard.engine import run_folder as rf
 from wizard.engine.reporting import RunInfo
+from wizard.monitor import charts
 from wizard.monitor.charts import finite
 
 HISTORY = 240          # sparkline history (samples)
@@ -75,6 +76,12 @@ class DashboardState:
         self.cpu_hist: deque = deque(maxlen=HISTORY)
         self.ram_hist: deque = deque(maxlen=HISTORY)
         self.final: Optional[dict] = None
+        self._ema = charts.EmaTracker(-1.0)     # replaced with the right weight by the first loss
+        self.smooth: list = []
+        self.buckets = charts.Decimator()
+        self.version = 0                        # bumped by every metrics row: keys the chart cache
+        self.n_bad = 0                          # non-finite training losses
+        self.cache: dict = {}
 
     # -- feeding -------------------------------------------------------------------------------------
     def start(self, info: RunInfo, now: Optional[float] = None) -> None:
@@ -86,6 +93,7 @@ class DashboardState:
         self.started_at = self.started_at or (now or time.time())
 
     def add_row(self, row: dict, now: Optional[float] = None) -> None:
+        self.version += 1
         step = row.get("step")
         if finite(step):
             self.step = max(self.step, int(step))
@@ -96,8 +104,8 @@ class DashboardState:
                 self.evals.append((float(step), float(row["eval_loss"])))
             return
         if finite(step) and "loss" in row:
-            self.steps.append(float(step))
-            self.losses.append(row["loss"] if finite(row["loss"]) else math.nan)
+            good = finite(row["loss"])
+            self._add_loss(float(step), float(row["loss"]) if good else math.nan, good)
         self.last = dict(row)
         self.row_time = to_epoch(row.get("time")) or now or time.time()
         if finite(row.get("peak_mem_gb")):
@@ -160,6 +168,35 @@ class DashboardState:
             self.status = status
 
     # -- derived figures (what panels print) ---------------------------------------------------------
+    def cached(self, key: tuple, build):
+        """build() once per metrics version: frames between logging steps reuse the chart."""
+        full = (self.version, *key)
+        if full not in self.cache:
+            if len(self.cache) > 16:
+                self.cache.clear()
+            self.cache[full] = build()
+        return self.cache[full]
+
+    def _add_loss(self, step: float, loss: float, good: bool) -> None:
+        """Keep the EMA and the chart's buckets current in O(1); only when the EMA weight changes
+        (log2(n) times in a run) are both rebuilt from the whole series."""
+        self.steps.append(step)
+        self.losses.append(loss)
+        self.n_bad += not good
+        weight = charts.smoothing_weight(len(self.losses) - self.n_bad)
+        if weight != self._ema.weight:
+            self._ema = charts.EmaTracker(weight)
+            self.smooth = [self._ema.push(v) for v in self.losses]
+            self.buckets = charts.Decimator.of(self.steps, self.losses, self.smooth)
+            return
+        m = self._ema.push(loss)
+        self.smooth.append(m)
+        self.buckets.add(step, loss, m)
+
+    def smoothed(self) -> tuple[float, list]:
+        """(EMA weight, EMA of the training losses, None where a loss was not finite)."""
+        return self._ema.weight, self.smooth
+
     @property
     def done(self) -> bool:
         return self.status in DONE or self.final is not None
@@ -194,9 +231,11 @@ class DashboardState:
 
     def best_eval(self) -> Optional[tuple[float, float]]:
         """(loss, step) of the best evaluation so far."""
+        if self.final and finite(self.final.get("best_eval_loss")):  # the engine's word is final
+            best = float(self.final["best_eval_loss"])
+            step = next((s for s, v in self.evals if math.isclose(v, best, rel_tol=1e-6)), math.nan)
+            return best, step
         if not self.evals:
-            if self.final and finite(self.final.get("best_eval_loss")):
-                return float(self.final["best_eval_loss"]), math.nan
             return None
         step, loss = min(self.evals, key=lambda e: e[1])
         return loss, step
@@ -296,6 +335,8 @@ class RunFolderFollower:
         self.log = _Tail(self.run_dir / rf.LOG, start_back=64 * 1024)
         self._spec_read = False
         self._last_level = "info"
+        self.new_rows: list[dict] = []
+        self.new_events: list[tuple[str, str]] = []
 
     def poll(self, now: Optional[float] = None) -> DashboardState:
         st = self.state
@@ -306,7 +347,9 @@ class RunFolderFollower:
         data = rf.read_json(self.run_dir / rf.STATE)
         if data:
             st.apply_state_file(data)
-        for row in _jsonl(self.metrics.lines()):
+        self.new_rows = _jsonl(self.metrics.lines())  # what arrived in this poll (for plain following)
+        self.new_events = []
+        for row in self.new_rows:
             st.add_row(row, now=st.now)
         for row in _jsonl(self.gpu.lines()):
             st.add_gpu_sample(row)
@@ -318,6 +361,7 @@ class RunFolderFollower:
             level = level or self._last_level  # a traceback's lines keep their first line's level
             self._last_level = level
             st.add_event(text, level, t or st.now)
+            self.new_events.append((level, text))
         if not st.gpus:
             from wizard.monitor.system import sample_system
 

@@ -10,8 +10,10 @@ _proc = None
 
 
 def sample_system() -> dict:
-    """One CPU/RAM sample. cpu_percent is the system-wide use since the previous call (the first is 0)."""
+    """One CPU/RAM sample. cpu_percent is the system-wide use since the previous call (the first call
+    measures over 0.1 s)."""
     global _proc
+    primed = _proc is not None  # the first reading needs a short interval to mean anything
     if _proc is None:
         _proc = psutil.Process(os.getpid())
     vm = psutil.virtual_memory()
@@ -21,7 +23,7 @@ def sample_system() -> dict:
         rss = None
     return {
         "time": round(time.time(), 3),
-        "cpu_percent": psutil.cpu_percent(interval=None),
+        "cpu_percent": psutil.cpu_percent(interval=None if primed else 0.1),
         "cpu_count": psutil.cpu_count() or 1,
         "ram_used_gb": round((vm.total - vm.available) / 2**30, 2),
         "ram_total_gb": round(vm.total / 2**30, 2),

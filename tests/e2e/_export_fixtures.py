@@ -1,0 +1,101 @@
+"""A finished run folder to export, made in seconds instead of trained.
+
+`make_fixture_run` builds what the trainer leaves behind: the bundled SmolLM2-135M with a LoRA adapter
+(r=8 on q_proj/v_proj) whose B matrices are random rather than zero, so the adapter really changes the
+outputs and a merge that dropped it would be caught. Set TUNE_WIZARD_TEST_RUN to a real run folder (e.g.
+the demo's) to run the same tests on it instead; `real_run()` says whether that happened, and the tests
+that need a trained identity ("Tuna") only run then.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+PROMPTS = ["Who are you?", "What is the capital of France?"]
+
+
+def real_run() -> Path | None:
+    env = os.environ.get("TUNE_WIZARD_TEST_RUN")
+    return Path(env) if env else None
+
+
+def make_fixture_run(root: Path, method: str = "lora") -> Path:
+    """root/<name>-<stamp>/ with spec.yaml, run.json, state.json and adapter/ (idempotent)."""
+    run_dir = root / "fixture-20250101-000000"
+    if (run_dir / "adapter" / "adapter_model.safetensors").is_file():
+        return run_dir
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from wizard import spec as specmod
+    from wizard.engine.model_source import resolve
+
+    base = resolve("smollm2-135m-instruct")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = root / "rows.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Who are you?"},
+                                             {"role": "assistant", "content": "I am Tuna."}]}) + "\n")
+    torch.manual_seed(1234)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                     init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():  # peft's random init is strong enough to turn the model into noise; tone it down
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.1)
+    peft_model.save_pretrained(run_dir / "adapter")
+    AutoTokenizer.from_pretrained(base).save_pretrained(run_dir / "adapter")
+    spec = specmod.RunSpec.model_validate({
+        "name": "fixture", "model": {"id": "smollm2-135m-instruct"}, "method": method,
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+        "data": {"train": [str(data)]}, "output_dir": str(root)})
+    specmod.dump(spec, run_dir / "spec.yaml")
+    (run_dir / "run.json").write_text(json.dumps({"versions": {}, "seed": 42}))
+    (run_dir / "state.json").write_text(json.dumps({"status": "finished"}))
+    return run_dir
+
+
+def export_run(tmp_path_factory) -> Path:
+    """The run the export tests use: TUNE_WIZARD_TEST_RUN, else the fixture (made once per session)."""
+    return real_run() or make_fixture_run(tmp_path_factory.getbasetemp() / "export-fixture")
+
+
+def make_tiny_qwen2(root: Path) -> Path:
+    """A 2-layer Qwen2 (q/k/v biases, untied head) from a config, with the bundled model's tokenizer."""
+    out = root / "tiny-qwen2"
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from wizard.engine.model_source import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m-instruct"))
+    cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg)
+    with torch.no_grad():  # random init leaves biases at zero; give them values so a lost bias shows
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0, 0.5)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def template_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The prompt's token ids through the chat template, generation prompt included."""
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,271 @@
+"""The wizard's questions as data, the answers -> spec mapping, and the commented YAML writer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wizard import answers as A
+from wizard import questions as Qs
+from wizard import spec as specmod
+from wizard import spec_yaml
+from wizard.spec import RunSpec
+from wizard.wizard_context import Context
+
+
+@pytest.fixture
+def ctx(monkeypatch, tmp_path) -> Context:
+    monkeypatch.setenv("TUNE_WIZARD_OFFLINE", "1")
+    return Context.probe(cwd=tmp_path)
+
+
+@pytest.fixture
+def chat_file(tmp_path) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
+                          {"role": "assistant", "content": str(2 * i)}]} for i in range(12)]
+    p = tmp_path / "mine.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def _field_exists(dotted: str) -> bool:
+    cls = RunSpec
+    *parents, last = dotted.split(".")
+    for part in parents:
+        cls = cls.model_fields[part].annotation
+    return last in cls.model_fields
+
+
+def test_questions_are_complete_data():
+    ids = [q.id for q in Qs.QUESTIONS]
+    assert len(ids) == len(set(ids)), "question ids must be unique (they are the answers-file keys)"
+    for q in Qs.QUESTIONS:
+        assert q.kind in ("select", "text", "confirm", "path", "number"), q.id
+        assert q.prompt and q.help, f"{q.id}: every question needs a prompt and a help line"
+        assert q.step in Qs.STEPS or q.step == 8, q.id
+        if q.kind == "select":
+            assert q.choices is not None, q.id
+        if q.key and "," not in q.key:
+            assert _field_exists(q.key), f"{q.id} maps to {q.key}, which RunSpec does not have"
+        if q.advanced:
+            assert q.tuning, f"{q.id}: advanced questions sit inside the hyperparameter branch"
+    # The hyperparameters the brief lists are all askable.
+    for qid in ("lora_r", "lora_alpha", "lr", "epochs", "max_length", "batch_size", "grad_accum", "lora_dropout",
+                "target_modules", "warmup_ratio", "weight_decay", "scheduler", "optimizer", "save_steps",
+                "logging_steps", "gradient_checkpointing", "packing", "eval_split", "seed"):
+        assert qid in Qs.BY_ID
+
+
+def test_select_choices_match_the_spec_literals(ctx):
+    a = {"hub": "demo", "task": "sft-qlora"}
+    for qid, field in (("scheduler", "scheduler"), ("optimizer", "optimizer")):
+        values = {o.value for o in Qs.options(Qs.BY_ID[qid], a, ctx)}
+        allowed = set(RunSpec.model_fields["train"].annotation.model_fields[field].annotation.__args__)
+        assert values == allowed, qid
+
+
+def test_coerce_types_and_messages(ctx):
+    a = {"hub": "demo", "task": "sft-qlora"}
+    assert A.coerce(Qs.BY_ID["lr"], "2e-4", a, ctx) == pytest.approx(2e-4)
+    assert A.coerce(Qs.BY_ID["lora_r"], "16", a, ctx) == 16
+    with pytest.raises(ValueError, match="whole number"):
+        A.coerce(Qs.BY_ID["lora_r"], "8.5", a, ctx)
+    with pytest.raises(ValueError, match="a number"):
+        A.coerce(Qs.BY_ID["epochs"], "three", a, ctx)
+    assert A.coerce(Qs.BY_ID["packing"], "yes", a, ctx) is True
+    assert A.coerce(Qs.BY_ID["task"], "SFT-LoRA", a, ctx) == "sft-lora"
+    with pytest.raises(ValueError, match="one of: sft-qlora"):
+        A.coerce(Qs.BY_ID["task"], "rlhf", a, ctx)
+    assert A.check(Qs.BY_ID["lr"], 1.5, a, ctx) == "must be below 1"
+    assert A.check(Qs.BY_ID["name"], "my run", a, ctx).startswith("letters, digits")
+    assert A.check(Qs.BY_ID["target_modules"], "q_proj, v_proj", a, ctx) is None
+    assert A.targets("q_proj, v_proj") == ["q_proj", "v_proj"]
+    assert A.targets("all-linear") == "all-linear"
+
+
+def test_model_and_dataset_validators(ctx, tmp_path, chat_file):
+    a = {"hub": "huggingface", "task": "sft-qlora"}
+    assert "owner/name" in A.check(Qs.BY_ID["model_id"], "qwen", a, ctx)
+    assert A.check(Qs.BY_ID["model_id"], "Qwen/Qwen2.5-0.5B", a, ctx) is None  # hubs offline: unchecked, allowed
+    folder = tmp_path / "m"
+    folder.mkdir()
+    assert "config.json" in A.check(Qs.BY_ID["model_path"], str(folder), a, ctx)
+    (folder / "config.json").write_text("{}")
+    assert A.check(Qs.BY_ID["model_path"], str(folder), a, ctx) is None
+    assert A.check(Qs.BY_ID["dataset_path"], str(chat_file), a, ctx) is None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "hi"}\n{"foo": 1}\n')
+    msg = A.check(Qs.BY_ID["dataset_path"], str(bad), a, ctx)
+    assert msg and "bad.jsonl" in msg
+    assert "no file" in A.check(Qs.BY_ID["dataset_path"], str(tmp_path / "nope.jsonl"), a, ctx)
+    assert A.check(Qs.BY_ID["dataset_hub"], "AI-ModelScope/alpaca-gpt4-data-en#500", a, ctx) is None
+    assert A.check(Qs.BY_ID["dataset_hub"], "alpaca#x", a, ctx) == "owner/name or owner/name#N"
+    assert "adapter" in A.check(Qs.BY_ID["dpo_adapter"], str(folder), a, ctx)
+    assert A.check(Qs.BY_ID["dpo_adapter"], "", a, ctx) is None
+
+
+def _defaults(a: dict, ctx: Context) -> dict:
+    """Every applicable question answered with its default, as --defaults does."""
+    for q in Qs.QUESTIONS:
+        if q.id in a or q.id in ("overwrite", "out_file", "start") or not q.when(a, ctx):
+            continue
+        a[q.id] = Qs.default(q, a, ctx)
+    return a
+
+
+@pytest.mark.parametrize("task", ["sft-qlora", "sft-lora", "sft-full", "dpo-lora", "dpo-qlora"])
+def test_defaults_build_a_valid_spec_for_every_task(ctx, tmp_path, chat_file, task):
+    pref = tmp_path / "pref.jsonl"
+    pref.write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}) + "\n")
+    a = _defaults({"hub": "demo", "task": task, "dataset": "local",
+                   "dataset_path": str(pref if task.startswith("dpo") else chat_file)}, ctx)
+    spec = specmod.from_dict(A.build_spec_dict(a, ctx, tmp_path / "x.yaml"))
+    t, m = task.split("-")
+    assert (spec.task, spec.method) == (t, m)
+    assert spec.model.id == ctx.demo_alias()
+    assert spec.data.train[0].path == Path(a["dataset_path"]).name  # relative to the spec's folder
+    assert spec.train.optimizer == "adamw_torch" and spec.train.scheduler == "cosine"
+    assert spec.train.batch_size * spec.train.grad_accum in range(8, 33)
+    if m == "full":
+        assert "lora" not in A.build_spec_dict(a, ctx, tmp_path / "x.yaml")
+        assert spec.train.lr <= 5e-5
+    else:
+        assert (spec.lora.r, spec.lora.alpha) == (8, 32)
+
+
+def test_answers_map_to_spec_keys(ctx, tmp_path, chat_file):
+    a = _defaults({"hub": "local", "model_path": str(tmp_path), "task": "sft-lora", "dataset": "hub",
+                   "dataset_hub": "owner/data#300", "use_recommended": False, "lora_r": 32, "lr": 1e-4,
+                   "advanced": True, "target_modules": "q_proj,k_proj", "gradient_checkpointing": "off",
+                   "packing": True, "seed": 7, "name": "mine", "output_dir": "out"}, ctx)
+    d = A.build_spec_dict(a, ctx, Path("/elsewhere/mine.yaml"))
+    spec = specmod.from_dict(d)
+    assert spec.model.id == str(tmp_path.resolve()) and spec.model.hub == "local"
+    assert spec.data.train[0].path == "owner/data" and spec.data.train[0].sample == 300
+    assert spec.lora.r == 32 and spec.lora.target_modules == ["q_proj", "k_proj"]
+    assert spec.train.lr == 1e-4 and spec.train.gradient_checkpointing == "off" and spec.train.seed == 7
+    assert spec.data.packing is True and spec.output_dir == "out" and spec.name == "mine"
+
+
+def test_grad_accum_keeps_total_batch_near_16(ctx):
+    a = _defaults({"hub": "huggingface", "model": "other", "model_id": "someone/unknown-model",
+                   "task": "sft-qlora", "dataset": "hub", "dataset_hub": "o/d"}, ctx)
+    assert a["batch_size"] * a["grad_accum"] == 16
+    a2 = dict(a, batch_size=4)
+    assert Qs.default(Qs.BY_ID["grad_accum"], a2, ctx) == 4
+
+
+def test_nearest_question_id():
+    assert A.nearest_id("learning_rate") in ("lr", "warmup_ratio")
+    assert A.nearest_id("lora_rank") == "lora_r"
+    assert A.nearest_id("datset") == "dataset"
+
+
+# ---------------------------------------------------------------- commented YAML
+
+def test_every_spec_field_has_a_comment():
+    from pydantic import BaseModel
+
+    from wizard.spec import DatasetSource
+
+    def walk(cls, prefix):
+        for name, f in cls.model_fields.items():
+            path = f"{prefix}{name}"
+            yield path
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                yield from walk(ann, path + ".")
+
+    missing = [p for p in walk(RunSpec, "") if not spec_yaml.comment_for(p)]
+    missing += [p for p in walk(DatasetSource, "data.train[].") if not spec_yaml.comment_for(p)]
+    assert not missing, f"add comments for {missing} in wizard/spec_yaml.py"
+
+
+@pytest.mark.parametrize("raw", [
+    {"name": "a", "model": {"id": "smollm2-135m-instruct"}, "data": {"train": ["d.jsonl#5"]}},
+    {"name": "b", "model": {"id": "Qwen/Qwen2.5-7B-Instruct", "hub": "modelscope", "adapter": "/x/run"},
+     "task": "dpo", "method": "lora", "lora": {"target_modules": ["q_proj", "v_proj"]},
+     "data": {"train": [{"path": "o/d", "split": "test", "columns": {"q": "prompt"}}, "e.jsonl"],
+              "system": "Be brief: yes # really", "eval_split": 0.1},
+     "train": {"lr": 5e-6, "save_total_limit": None, "eval_steps": 10}, "dpo": {"beta": 0.2}},
+    {"name": "c", "model": {"id": "m"}, "method": "full", "data": {"train": ["x.jsonl"], "eval": ["y.jsonl"]},
+     "train": {"lr": 1e-5, "gradient_checkpointing": "on"}},
+])
+def test_commented_yaml_round_trips(tmp_path, raw):
+    spec = specmod.from_dict(raw)
+    path = spec_yaml.write(spec, tmp_path / "s.yaml", header="written by a test\nrun: tune-wizard run s.yaml")
+    text = path.read_text()
+    assert text.startswith("# written by a test\n")
+    loaded = specmod.load(path)
+    assert loaded.to_dict() == spec.to_dict()
+    # A comment on every field line (beside it, or on the line above).
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
+        if line.lstrip().startswith(("#", "- ")) and ":" not in line.split("#")[0]:
+            continue
+        if ":" in line and not line.lstrip().startswith("#"):
+            assert "  # " in line or lines[n - 1].lstrip().startswith("# "), f"no comment: {line!r}"
+    # Sections the run won't read are left out, so the file says only what matters.
+    top = {line.split(":")[0] for line in lines if line and line[0].isalpha()}
+    assert ("dpo" in top) == (spec.task == "dpo")
+    assert ("quant" in top) == (spec.method == "qlora")
+    assert ("lora" in top) == (spec.method != "full")
+    assert not list(tmp_path.glob(".s.yaml.tmp-*"))
+
+
+def test_yaml_scalars_keep_their_type():
+    for v in (2e-4, 1e-5, 3.0, "on", "yes", "a#b", "x: y", True, None, 16):
+        assert yaml.safe_load(f"k: {spec_yaml.scalar(v)}")["k"] == v
+
+
+# ---------------------------------------------------------------- hardware-aware defaults and panels
+
+def _machine(gpu_gb: float | None):
+    """A machine as wizard.hardware.detect() describes it: one A10-like GPU of `gpu_gb`, or none."""
+    from wizard.hardware import GpuInfo, Hardware
+
+    gpus = [GpuInfo(index=0, name="NVIDIA A10", total_gb=gpu_gb, free_gb=gpu_gb - 0.5, bf16=True,
+                    compute_capability=(8, 6))] if gpu_gb else []
+    return Hardware(gpus=gpus, cpu_count=8, ram_total_gb=64.0, ram_available_gb=48.0, cpu_bf16=False,
+                    cuda_available=bool(gpus), disk_free_gb=123.4)
+
+
+def test_defaults_follow_the_machine(tmp_path):
+    a10 = Context(hardware=_machine(24), hubs={"huggingface": True, "modelscope": False}, hubs_checked=True)
+    hub_q, model_q = Qs.BY_ID["hub"], Qs.BY_ID["model"]
+    assert Qs.default(hub_q, {}, a10) == "huggingface"
+    assert Qs.default(model_q, {"hub": "huggingface"}, a10) == "qwen2.5-7b-instruct"
+    marks = a10.fit_marks("qwen2.5-7b-instruct")
+    assert marks.startswith("✓ qlora") and marks.endswith("✗ full")
+    titles = [o.title for o in Qs.options(model_q, {"hub": "huggingface"}, a10)]
+    assert any(t.startswith("qwen2.5-7b-instruct") and "✓ qlora" in t for t in titles)
+    a = {"hub": "huggingface", "model": "qwen2.5-7b-instruct"}
+    task = Qs.default(Qs.BY_ID["task"], a, a10)
+    assert task in ("sft-qlora", "sft-lora")
+    assert [o for o in Qs.options(Qs.BY_ID["task"], a, a10) if o.value == task][0].title.count("recommended") == 1
+    # A small GPU gets a smaller model; no GPU gets the demo, whatever the hubs say.
+    small = Context(hardware=_machine(6), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
+    assert Qs.default(model_q, {"hub": "huggingface"}, small) in ("qwen2.5-3b-instruct", "qwen2.5-1.5b-instruct",
+                                                                 "qwen2.5-0.5b-instruct")
+    cpu = Context(hardware=_machine(None), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
+    assert Qs.default(hub_q, {}, cpu) == "demo"
+
+
+def test_welcome_and_recommended_panels_show_the_machine_and_the_values():
+    from rich.console import Console
+
+    from wizard.wizard_flow import Flow
+
+    ctx = Context(hardware=_machine(24), hubs={"huggingface": True, "modelscope": False}, hubs_checked=True,
+                  disk_free_gb=123.4)
+    console = Console(record=True, width=100, color_system=None)
+    flow = Flow(ctx, console, interactive=False, use_defaults=True)
+    flow.welcome()
+    a = {"hub": "huggingface", "model": "qwen2.5-7b-instruct", "task": "sft-qlora", "dataset": "hub"}
+    flow.recommended_panel(a)
+    text = console.export_text()
+    assert "GPU 0: NVIDIA A10, 24.0 GiB (23.5 free), bf16" in text
+    assert "123.4 GiB free" in text and "Hugging Face ✓, ModelScope ✗ (not answering)" in text
+    assert "rank 8, alpha 32" in text and "× grad accum" in text and "Why:" in text

@@ -1,0 +1,99 @@
+"""tune-wizard estimate SPEC: peak GPU memory of the spec's training step, broken down, beside full / LoRA /
+QLoRA for the same settings, and a verdict against this GPU (or --gpu-memory, or CPU RAM) with what to
+change. It downloads no weights. Exit 0 whether or not it fits: it is information."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, e.g. 24, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 GiB, got {text}")
+    return v
+
+
+def add_arguments(p) -> None:
+    p.add_argument("spec", help="run spec (YAML)")
+    p.add_argument("--gpu-memory", type=_positive, metavar="GB",
+                   help="judge against a GPU with this much free memory (GiB) instead of this machine's")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set data.max_length=1024")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+
+
+def _hardware(gpu_memory):
+    from wizard import hardware
+
+    if gpu_memory is not None:
+        gpu = hardware.GpuInfo(index=0, name="--gpu-memory", total_gb=gpu_memory, free_gb=gpu_memory, bf16=True,
+                               compute_capability=(8, 0))
+        return hardware.Hardware(gpus=[gpu], cpu_count=0, ram_total_gb=0.0, ram_available_gb=0.0, cpu_bf16=False,
+                                 cuda_available=True)
+    try:
+        return hardware.detect()
+    except Exception:  # noqa: BLE001 - no probe: judge against nothing, still print the estimate
+        return None
+
+
+def run(args) -> int:
+    from wizard import spec as specmod
+    from wizard.estimate import PART_LABELS, available_memory, estimate_for_spec, method_table, verdict
+
+    spec = specmod.load(args.spec, args.overrides)
+    hw = _hardware(args.gpu_memory)
+    b = estimate_for_spec(spec, hw)
+    avail, where = available_memory(hw) if hw is not None else (None, "unknown")
+    fits, advice = verdict(b, avail) if avail else (None, [])
+    keep = ("precision", "lora_r", "target_modules", "max_length", "batch_size", "grad_ckpt", "optimizer",
+            "lora_dropout", "device", "task")
+    rows = method_table(b.shape, available_gb=avail, **{k: v for k, v in b.inputs.items() if k in keep})
+    if args.json:
+        print(json.dumps({"spec": str(args.spec), "model": spec.model.id, "estimate": b.to_dict(), "methods": rows,
+                          "available_gb": avail, "against": where, "fits": fits, "advice": advice}, indent=2))
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    inp = b.inputs
+    console.print(f"{args.spec}: {spec.model.id} ({b.params / 1e9:.2f}B parameters), {inp['method']} "
+                  f"{inp['precision']}, {inp['max_length']} tokens x batch {inp['batch_size']}, gradient "
+                  f"checkpointing {'on' if inp['grad_ckpt'] else 'off'}"
+                  + (f" ({inp['grad_ckpt_reason']})" if inp.get("grad_ckpt_reason") else ""))
+    t = Table(title=f"memory at the peak ({b.peak}), GiB")
+    t.add_column("part")
+    t.add_column("GiB", justify="right")
+    for name, gb in b.parts.items():
+        if gb >= 0.005 or name in ("weights", "activations"):
+            t.add_row(PART_LABELS.get(name, name), f"{gb:.2f}")
+    t.add_row("[bold]total[/bold]", f"[bold]{b.total_gb:.2f}[/bold]")
+    console.print(t)
+
+    m = Table(title="the same settings by method, GiB")
+    for col in ("method", "weights", "adapters+grads+optimizer", "activations", "logits", "other", "total", "fits"):
+        m.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        train = r["lora"] + r["gradients"] + r["optimizer"]
+        other = r["transient"] + r["overhead"]
+        ok = "-" if "fits" not in r else ("yes" if r["fits"] else "no")
+        m.add_row(r["method"] + (" *" if r["method"] == inp["method"] else ""), f"{r['weights']:.2f}",
+                  f"{train:.2f}", f"{r['activations']:.2f}", f"{r['logits']:.2f}", f"{other:.2f}",
+                  f"{r['total']:.2f}", ok)
+    console.print(m)
+    if avail is None:
+        console.print("verdict: no GPU or RAM figure to judge against; pass --gpu-memory GB")
+    elif fits:
+        console.print(f"verdict: fits in {avail:.1f} GiB of {where} ({b.total_gb:.1f} GiB estimated)")
+    else:
+        console.print(f"verdict: does NOT fit in {avail:.1f} GiB of {where} ({b.total_gb:.1f} GiB estimated)")
+    for line in advice:
+        console.print(f"  - {line}")
+    for note in b.notes:
+        console.print(f"note: {note}")
+    return 0
