@@ -203,7 +203,9 @@ def _answers(url: str, timeout: float) -> bool:
         with urllib.request.urlopen(req, timeout=timeout):
             return True
     except urllib.error.HTTPError as exc:
-        return exc.code < 500          # 401/403/404/405: something answered
+        # 401/403/405: the hub answered but refused HEAD or wants a token. Not 404: a hub's front page
+        # exists, and an intercepting gateway on an offline network answers 404 for everything.
+        return exc.code in (401, 403, 405)
     except Exception:  # noqa: BLE001 - DNS, refused, TLS, timeout: not reachable
         return False
 

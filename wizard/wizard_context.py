@@ -88,14 +88,14 @@ class Context:
         return list(getattr(self.hardware, "gpus", None) or [])
 
     def memory(self) -> tuple[Optional[float], str]:
-        """(GB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
-        try:
-            from wizard.estimate import available_memory
-
-            return available_memory(self.hardware)
-        except ImportError:
-            pass
+        """(GiB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
         if self.gpus:
+            try:
+                from wizard.estimate import available_memory
+
+                return available_memory(self.hardware)
+            except ImportError:
+                pass
             g = self.gpus[0]
             return float(g.free_gb), f"GPU {g.index} ({g.name})"
         ram = getattr(self.hardware, "ram_available_gb", None)
@@ -136,9 +136,10 @@ class Context:
         entry = lookup(model_id)
         return entry.context if entry else 4096
 
-    def fits(self, model_id: str, method: str, max_length: int = 2048, batch_size: int = 1) -> Optional[bool]:
-        """Whether `method` fits this machine's memory at a modest setting; None when it can't be told."""
-        key = ("fits", model_id, method, max_length, batch_size)
+    def fits(self, model_id: str, method: str, max_length: int = 2048, batch_size: int = 1,
+             grad_ckpt: bool = True) -> Optional[bool]:
+        """Whether `method` fits this machine's memory (by default at a modest setting); None when unknown."""
+        key = ("fits", model_id, method, max_length, batch_size, grad_ckpt)
         if key in self._cache:
             return self._cache[key]
         avail, _ = self.memory()
@@ -149,7 +150,7 @@ class Context:
                 from wizard.estimate import estimate, verdict
 
                 b = estimate(shape, method=method, max_length=min(max_length, self._context_len(model_id)),
-                             batch_size=batch_size, grad_ckpt=True, **self.device())
+                             batch_size=batch_size, grad_ckpt=grad_ckpt, **self.device())
                 result = bool(verdict(b, avail)[0])
             except Exception:  # noqa: BLE001
                 result = None
@@ -248,15 +249,13 @@ class Context:
         rec = dict(self.recommend(model_id, task))
         if method != rec["method"]:
             rec["lr"] = LR.get((task, method), rec["lr"])
-            # Shorter sequences until the chosen method fits; checkpointing on once it is off the default path.
-            length = int(rec["max_length"])
-            while length > 256 and self.fits(model_id, method, length, int(rec["batch_size"])) is False:
-                length //= 2
-            if length != int(rec["max_length"]):
-                rec["gradient_checkpointing"] = True
-                rec["batch_size"] = 1
-            rec["max_length"] = length
-            rec["method"] = method
+            length, batch, ckpt = int(rec["max_length"]), int(rec["batch_size"]), bool(rec["gradient_checkpointing"])
+            if self.fits(model_id, method, length, batch, ckpt) is False:
+                # The chosen method needs more than the recommended one: checkpointing, one row, shorter rows.
+                ckpt, batch = True, 1
+                while length > 256 and self.fits(model_id, method, length, 1, True) is False:
+                    length //= 2
+            rec.update(method=method, max_length=length, batch_size=batch, gradient_checkpointing=ckpt)
         rec["grad_accum"] = max(1, round(TOTAL_BATCH / max(1, int(rec["batch_size"]))))
         return rec
 

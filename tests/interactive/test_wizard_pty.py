@@ -59,6 +59,25 @@ def ask(child: pexpect.spawn, prompt: str, keys: str) -> None:
     child.send(keys)
 
 
+POINTED = re.compile(r"» (?:\x1b\[[0-9;]*m)*([^\x1b\r\n]+)")
+
+
+def choose(child: pexpect.spawn, prompt: str, wanted: str) -> None:
+    """Move the select's pointer down to the choice whose title starts with `wanted`, then Enter.
+
+    The pointer starts on the recommended choice, which depends on the machine, so the keys are decided
+    by reading the screen, as a person does.
+    """
+    child.expect_exact(prompt)
+    for _ in range(12):
+        child.expect(POINTED)
+        if child.match.group(1).strip().startswith(wanted):
+            child.send(ENTER)
+            return
+        child.send(DOWN)
+    pytest.fail(f"no choice '{wanted}' under '{prompt}'")
+
+
 def finish(child: pexpect.spawn) -> int:
     child.expect(pexpect.EOF)
     child.close()
@@ -117,8 +136,8 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     child = spawn(tmp_path, "--no-start")
     ask(child, "Where should the model come from", ENTER)             # the bundled demo model
-    ask(child, "What kind of training", DOWN + ENTER)                 # SFT with LoRA
-    ask(child, "Which dataset", DOWN * 3 + ENTER)                     # a local file
+    choose(child, "What kind of training", "SFT with LoRA")
+    choose(child, "Which dataset", "A local file")
     child.expect_exact("Dataset file")
     type_path(child, "mine.jsonl", "Use this dataset?")
     screen = child.logfile_read.plain()
@@ -140,7 +159,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     ask(child, "Stop after N steps", ENTER)
     ask(child, "Warmup ratio", ENTER)
     ask(child, "Weight decay", CLEAR + "0.01" + ENTER)
-    ask(child, "Learning-rate schedule", DOWN + ENTER)                # linear
+    choose(child, "Learning-rate schedule", "linear")
     ask(child, "Optimizer", ENTER)
     ask(child, "Save a checkpoint every N steps", CLEAR + "20" + ENTER)
     ask(child, "Log every N steps", ENTER)

@@ -161,7 +161,7 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 
 @pytest.mark.parametrize("ckpt", [False, True])
 def test_estimate_matches_a_measured_peak_on_a_real_tiny_model(ckpt):
-    """fp32 LoRA on the CPU (the engine's CPU path): the estimate within 10% of the bytes actually live."""
+    """fp32 LoRA on the CPU (the engine's CPU path): the estimate within 5% of the bytes actually live."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Qwen2Config
 
@@ -184,8 +184,7 @@ def test_estimate_matches_a_measured_peak_on_a_real_tiny_model(ckpt):
     b = estimate(shape_from_config(cfg.to_dict()), method="lora", precision="fp32", lora_r=8,
                  target_modules=["q_proj", "v_proj"], max_length=256, grad_ckpt=ckpt, device="cpu")
     measured = mode.peak / GIB
-    assert abs(b.allocated_gb - measured) / measured < 0.10, (b.allocated_gb * GIB, mode.peak, b.parts)
-    print("measured", mode.peak, "estimate", b.allocated_gb * GIB)
+    assert abs(b.allocated_gb - measured) / measured < 0.05, (b.allocated_gb * GIB, mode.peak, b.parts)
 
 
 def test_verdict_and_advice():

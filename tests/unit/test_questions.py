@@ -245,6 +245,10 @@ def test_defaults_follow_the_machine(tmp_path):
     task = Qs.default(Qs.BY_ID["task"], a, a10)
     assert task in ("sft-qlora", "sft-lora")
     assert [o for o in Qs.options(Qs.BY_ID["task"], a, a10) if o.value == task][0].title.count("recommended") == 1
+    # Choosing more than the machine holds keeps the choice but makes its settings as lean as they go.
+    full = a10.settings_for("qwen2.5-7b-instruct", "sft", "full")
+    assert (full["lr"], full["batch_size"], full["gradient_checkpointing"]) == (1e-5, 1, True)
+    assert full["max_length"] < 2048 and full["grad_accum"] == 16
     # A small GPU gets a smaller model; no GPU gets the demo, whatever the hubs say.
     small = Context(hardware=_machine(6), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     assert Qs.default(model_q, {"hub": "huggingface"}, small) in ("qwen2.5-3b-instruct", "qwen2.5-1.5b-instruct",

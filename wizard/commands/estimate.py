@@ -69,14 +69,16 @@ def run(args) -> int:
     t = Table(title=f"memory at the peak ({b.peak}), GiB")
     t.add_column("part")
     t.add_column("GiB", justify="right")
+    labels = {**PART_LABELS, **({"overhead": "Python and torch runtime"} if inp["device"] == "cpu" else {})}
     for name, gb in b.parts.items():
         if gb >= 0.005 or name in ("weights", "activations"):
-            t.add_row(PART_LABELS.get(name, name), f"{gb:.2f}")
+            t.add_row(labels.get(name, name), f"{gb:.2f}")
     t.add_row("[bold]total[/bold]", f"[bold]{b.total_gb:.2f}[/bold]")
     console.print(t)
 
-    m = Table(title="the same settings by method, GiB")
-    for col in ("method", "weights", "adapters+grads+optimizer", "activations", "logits", "other", "total", "fits"):
+    m = Table(title="the same settings by method, GiB",
+              caption="train: adapters (or weights), gradients, optimizer states; other: temporaries, overhead")
+    for col in ("method", "weights", "train", "activations", "logits", "other", "total", "fits"):
         m.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
         train = r["lora"] + r["gradients"] + r["optimizer"]

@@ -158,10 +158,14 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def build_model(spec: RunSpec, path: Path, precision: Precision, gradient_checkpointing: bool):
+def build_model(spec: RunSpec, path: Path, precision: Precision, gradient_checkpointing: bool,
+                vocab_size: int | None = None):
     """The model ready to train, and its (trainable, total) parameter counts."""
     quantize = spec.method == "qlora"
     model = load_base(path, spec, precision, quantize)
+    if vocab_size and vocab_size > model.get_input_embeddings().weight.shape[0]:
+        # The fallback chat template added an end-of-turn token this tokenizer lacked.
+        model.resize_token_embeddings(vocab_size)
     if spec.method == "full":
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

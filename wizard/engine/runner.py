@@ -54,9 +54,12 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / rf.LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("wizard", "transformers", "peft"):
-        lg = logging.getLogger(name)
-        lg.addHandler(handler)
-        lg.setLevel(logging.INFO)
+        logging.getLogger(name).addHandler(handler)
+    # Only our own logger goes to INFO: raising transformers' level would also print its INFO lines
+    # on the terminal through its own handler. Its warnings still reach train.log.
+    logging.getLogger("wizard").setLevel(logging.INFO)
+    # The reporter already shows our events; without this Python's last-resort handler prints warnings twice.
+    logging.getLogger("wizard").propagate = False
     return handler
 
 
@@ -97,9 +100,14 @@ def train(spec: RunSpec, resume: Optional[str] = None, reporter: Optional[Report
     state = {"status": "starting", "name": spec.name, "model": spec.model.id, "task": spec.task,
              "method": spec.method, "run_dir": str(run_dir), "started_at": time.time(), "pid": os.getpid()}
     rf.write_json_atomic(run_dir / rf.STATE, state)
+    from wizard.monitor import start_sampler
+
+    # gpu.jsonl is written whatever the reporter, so `tune-wizard watch` works for nohup runs too.
+    sampler = start_sampler(run_dir)
     try:
         return _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, state)
     finally:
+        sampler.stop()
         for name in ("wizard", "transformers", "peft"):
             logging.getLogger(name).removeHandler(handler)
         handler.close()
@@ -142,7 +150,7 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
     precision = loader.choose_precision(spec.train.precision, spec.method)
     ckpt_on, why = choose_gradient_checkpointing(spec, model_path)
     events(f"precision {precision.name}; gradient checkpointing {'on' if ckpt_on else 'off'} ({why})")
-    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on)
+    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer))
     info.trainable_params, info.total_params = trainable, total
     events(f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
 
@@ -197,10 +205,8 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
 
 
 def _loss_plot(run_dir: Path, events) -> Optional[Path]:
-    try:
-        from wizard.monitor.plots import save_loss_plot
-    except ImportError:
-        return None
+    from wizard.monitor.plots import save_loss_plot
+
     try:
         return save_loss_plot(run_dir)
     except Exception as exc:  # a plot must never fail a finished run

