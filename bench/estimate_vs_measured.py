@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import shutil
 import sys
 import time
@@ -190,6 +189,7 @@ def main() -> int:
            "gpu_free_at_start_gb": round(free0 / GIB, 2), "torch": torch.__version__,
            "transformers": transformers.__version__, "peft": peft.__version__, "bitsandbytes": bnb_version,
            "cuda": torch.version.cuda, "flash_sdpa_takes_gqa": flash_gqa_ok(),
+           "cudnn_sdpa_enabled": bool(torch.backends.cuda.cudnn_sdp_enabled()),
            "compared": "estimate.allocated_gb vs torch.cuda.max_memory_allocated (after reset_peak_memory_stats); "
                        "estimate.total_gb vs the device's used memory (mem_get_info) after the steps",
            "units": "GiB (2**30 bytes)"}

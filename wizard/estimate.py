@@ -13,7 +13,7 @@ checked tensor by tensor on the CPU (see tests/unit/test_estimate.py) and agains
   of its input that lora_A multiplies (peft casts to float32, autocast casts back);
 - the loss upcasts the logits to float32, log_softmax keeps its float32 output, and the first backward
   step holds that plus two float32 gradients: 12 bytes per token per vocabulary entry. For a 150k
-  vocabulary at 2048 tokens that is 3.7 GB, more than the 4-bit weights of a 3B model.
+  vocabulary at 2048 tokens that is 3.5 GiB, more than the 4-bit weights of a 3B model.
 
 Sizes are GiB (2**30 bytes), as torch and nvidia-smi report them.
 """
@@ -22,8 +22,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-from wizard.errors import ModelError
-from wizard.estimate_shape import Shape, as_shape, projections, shape_for_model, shape_from_config  # noqa: F401
+from wizard.estimate_shape import Shape, as_shape, projections, shape_for_model, shape_from_config
+
+__all__ = ["Breakdown", "Shape", "available_memory", "estimate", "estimate_for_spec", "method_table", "recommend",
+           "shape_for_model", "shape_from_config", "verdict"]
 
 GIB = 2**30
 PART_LABELS = {
@@ -142,7 +144,8 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
     dropout = lora_dropout > 0
     norm_b = s.norms * (4 * h + (a * h if method == "full" else 0))
     qk_b = 4 * (qd + kvd) if s.qk_norm else 0
-    gqa_native = seqs == 1 and hd <= 256                       # no padding mask: SDPA does GQA without copies
+    # One sequence has no padding, hence no mask: SDPA runs causal, GQA without copies (head_dim <= 256).
+    gqa_native = seqs == 1 and hd <= 256
     attn_b = a * (2 * qd + 2 * kvd if gqa_native else 4 * qd) + 4 * s.heads
     mlp_b = 3 * a * inter
     # CUDA's fused dropout keeps a 1-byte mask; the CPU kernel keeps a float32 noise tensor instead.
@@ -229,8 +232,10 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     gpu = _first_gpu(hardware)
     device = "cuda" if (gpu is not None or hardware is None) else "cpu"
     precision = spec.train.precision
-    if precision == "auto":
-        precision = ("bf16" if (gpu is None or gpu.bf16) else "fp16") if device == "cuda" else "fp32"
+    if device == "cpu":
+        precision = "fp32"            # the engine trains in fp32 on a CPU whatever the spec asks
+    elif precision == "auto":
+        precision = "bf16" if (gpu is None or gpu.bf16) else "fp16"
     kw: dict[str, Any] = dict(
         method=spec.method, precision=precision, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
         max_length=spec.data.max_length, batch_size=spec.train.batch_size, grad_ckpt=True,
@@ -281,7 +286,8 @@ def available_memory(hardware) -> tuple[Optional[float], str]:
 
 
 def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
-    """Whether the estimate fits in `available_gb`, and what to change when it does not (biggest win first)."""
+    """Whether the estimate fits in `available_gb`, and what to change when it does not (biggest saving
+    first, each with what it saves on its own)."""
     fits = b.total_gb <= available_gb
     advice: list[str] = []
     inp = b.inputs
@@ -302,21 +308,24 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
             return None
         return b.total_gb - estimate(b.shape, **{**base, **change}).total_gb
 
+    changes: list[tuple[str, dict]] = []
     if inp["method"] in ("full", "lora"):
         alt = "qlora" if inp["method"] == "lora" else "lora"
-        advice.append(_line(f"method: {alt} (4-bit frozen weights)" if alt == "qlora" else
-                            "method: lora (train adapters, not every weight)", saves(method=alt)))
+        changes.append(("method: qlora (4-bit frozen weights)" if alt == "qlora" else
+                        "method: lora (train adapters, not every weight)", {"method": alt}))
     if not inp["grad_ckpt"]:
-        advice.append(_line("train.gradient_checkpointing: on (recompute each layer in backward)", saves(grad_ckpt=True)))
+        changes.append(("train.gradient_checkpointing: on (recompute each layer in backward)", {"grad_ckpt": True}))
     if inp["batch_size"] > 1:
-        advice.append(_line(f"train.batch_size: 1 with train.grad_accum x{inp['batch_size']} (same total batch)",
-                            saves(batch_size=1)))
+        changes.append((f"train.batch_size: 1 with train.grad_accum x{inp['batch_size']} (same total batch)",
+                        {"batch_size": 1}))
     if inp["max_length"] > 256:
         half = max(256, inp["max_length"] // 2)
-        advice.append(_line(f"data.max_length: {half} (longer rows are truncated or dropped)", saves(max_length=half)))
+        changes.append((f"data.max_length: {half} (longer rows are truncated or dropped)", {"max_length": half}))
     if inp["optimizer"] in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit") and inp["method"] == "full":
-        advice.append(_line("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
-                            saves(optimizer="paged_adamw_8bit")))
+        changes.append(("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
+                        {"optimizer": "paged_adamw_8bit"}))
+    ranked = sorted(((saves(**change), text) for text, change in changes), key=lambda x: -(x[0] or 0))
+    advice += [_line(text, saved) for saved, text in ranked]
     return False, advice
 
 

@@ -58,6 +58,11 @@ def f16_file(run_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def f16_loaded(f16_file):
+    return load_gguf(f16_file)
+
+
 def load_gguf(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -109,8 +114,8 @@ def test_tensor_names_and_types_match_llama_cpp(f16_file):
         assert t.tensor_type == want, name
 
 
-def test_f16_weights_round_trip_through_transformers(f16_file, merged):
-    model, _ = load_gguf(f16_file)
+def test_f16_weights_round_trip_through_transformers(f16_loaded, merged):
+    model, _ = f16_loaded
     got, want = model.state_dict(), merged.model.state_dict()
     assert got.keys() == want.keys()
     # Exact: proves the tensor names and llama.cpp's q/k permutation (undone by the loader) are right.
@@ -118,8 +123,8 @@ def test_f16_weights_round_trip_through_transformers(f16_file, merged):
     assert not bad, bad[:5]
 
 
-def test_f16_tokenizer_and_greedy_answers_match_merged_model(f16_file, merged, merged_answers):
-    model, tokenizer = load_gguf(f16_file)
+def test_f16_tokenizer_and_greedy_answers_match_merged_model(f16_loaded, merged, merged_answers):
+    model, tokenizer = f16_loaded
     assert tokenizer.chat_template == merged.tokenizer.chat_template
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo, 世界! 123"}]
     assert template_ids(tokenizer, msgs) == template_ids(merged.tokenizer, msgs)
@@ -176,14 +181,18 @@ def test_qwen2_round_trip(tmp_path):
 def test_other_architectures_are_refused_by_name(tmp_path, bundled_model_dir):
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+    from wizard.errors import UserError
+    from wizard.export.gguf_export import export_gguf
+
     folder = tmp_path / "tiny-gpt2"
     tok = AutoTokenizer.from_pretrained(bundled_model_dir)
     GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=len(tok))).save_pretrained(folder)
     tok.save_pretrained(folder)
-    r = cli("export", str(folder), "--gguf", "q8_0", "--out", str(tmp_path / "x.gguf"))
-    assert r.returncode == 2
-    assert "'gpt2'" in r.stderr and "llama and qwen2" in r.stderr and "convert_hf_to_gguf" in r.stderr
-    assert not (tmp_path / "x.gguf").exists()
+    with pytest.raises(UserError) as err:
+        export_gguf(str(folder), "q8_0", tmp_path / "x.gguf", log=lambda s: None)
+    text = str(err.value) + err.value.hint
+    assert "'gpt2'" in text and "llama and qwen2" in text and "convert_hf_to_gguf" in text
+    assert not list(tmp_path.glob("*.gguf*"))
 
 
 def test_existing_file_is_kept_without_force(f16_file, run_dir):
@@ -194,10 +203,10 @@ def test_existing_file_is_kept_without_force(f16_file, run_dir):
 
 
 @pytest.mark.skipif(real_run() is None, reason="needs a trained run: set TUNE_WIZARD_TEST_RUN=runs/<demo-run>")
-def test_trained_identity_survives_export(f16_file, merged):
+def test_trained_identity_survives_export(f16_loaded, merged):
     from wizard.export.generation import answer
 
-    model, tokenizer = load_gguf(f16_file)
+    model, tokenizer = f16_loaded
     text = tokenizer.decode(greedy(model, tokenizer, "Who are you?"), skip_special_tokens=True)
     assert "Tuna" in text.split("Who are you?")[-1]
     assert "Tuna" in answer(merged, [{"role": "user", "content": "Who are you?"}], max_new_tokens=40).text

@@ -90,9 +90,9 @@ def test_fp32_merge_matches_base_plus_adapter(merged_fp32, reference, batch):
 
 
 def test_bf16_merge_is_within_bf16_tolerance(run_dir, tmp_path, reference, batch):
-    out = tmp_path / "bf16"
-    r = cli("export", str(run_dir), "--merge", "--out", str(out), "--dtype", "bf16")
-    assert r.returncode == 0, r.stderr
+    from wizard.export.merge import merge_run
+
+    out = merge_run(str(run_dir), tmp_path / "bf16", dtype="bf16", log=lambda s: None)
     merged, model = logits_of(out, batch, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16
     with_adapter, _ = reference
@@ -125,8 +125,9 @@ def test_refuses_a_non_empty_folder_unless_forced(run_dir, tmp_path):
     assert r.returncode == 2
     assert str(out) in r.stderr and "--force" in r.stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    r = cli("export", str(run_dir), "--merge", "--out", str(out), "--force")
-    assert r.returncode == 0, r.stderr
+    from wizard.export.merge import merge_run
+
+    merge_run(str(run_dir), out, dtype="bf16", force=True, log=lambda s: None)
     names = {p.name for p in out.iterdir()}
     assert MODEL_FILES <= names and "notes.txt" in names  # --force replaces model files, nothing else
 

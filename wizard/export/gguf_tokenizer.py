@@ -34,6 +34,14 @@ KNOWN_PRE = {
 }
 
 
+# Where the hash is unknown (a tokenizer class that swaps in its family's splitting, a new vocabulary), the
+# split regex itself names the pre-tokenizer; these are the regexes llama.cpp implements under those names.
+KNOWN_SPLITS = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+}
+
+
 @dataclass
 class Vocab:
     pre: str
@@ -43,10 +51,24 @@ class Vocab:
     add_prefix_space: bool = False
 
 
+def _split_regex(state: dict) -> Optional[str]:
+    """The regex of a `Split, then ByteLevel without its own regex` pre-tokenizer, the llama-3/qwen2 shape."""
+    pre = state.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if len(steps) != 2 or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel":
+        return None
+    if steps[1].get("use_regex", True) or steps[0].get("behavior") != "Isolated" or steps[0].get("invert"):
+        return None
+    return (steps[0].get("pattern") or {}).get("Regex")
+
+
 def pre_tokenizer(tokenizer, fallback: Optional[str] = None) -> str:
     chkhsh = sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
     if chkhsh in KNOWN_PRE:
         return KNOWN_PRE[chkhsh]
+    by_regex = KNOWN_SPLITS.get(_split_regex(_backend_state(tokenizer)) or "")
+    if by_regex:
+        return by_regex
     if fallback:  # the base model came from a GGUF whose converter already named it
         return fallback
     raise UserError(f"this tokenizer's pre-tokenizer is not one the built-in GGUF writer knows (hash {chkhsh[:16]}...)",
