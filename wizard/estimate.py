@@ -33,8 +33,13 @@ PART_LABELS = {
     "activations": "activations", "logits": "logits and loss", "transient": "temporaries",
     "overhead": "CUDA context and allocator slack",
 }
-CUDA_CONTEXT_GB = 0.5      # driver context + cuBLAS handles: outside torch's allocator
-FRAGMENTATION = 0.05       # reserved above allocated: what the caching allocator cannot reuse
+# Outside torch's allocator: the CUDA context with cuBLAS/cuDNN/bitsandbytes loaded (0.75 GiB measured on
+# an H200, torch 2.11 + CUDA 13, at every model size). Reserved above allocated: the caching allocator's
+# slack, which follows the size of the float32 logits blocks (H200: 0.2-0.5 GiB at 512 tokens, 0.7-1.0 at
+# 2048 with a 152k vocabulary; bench/results/estimate_vs_measured.md).
+CUDA_CONTEXT_GB = 0.75
+ALLOCATOR_SLACK_GB = 0.2
+LOGITS_SLACK = 0.2
 CUBLAS_WORKSPACE_GB = 0.0625  # cuBLAS/cuBLASLt workspaces of the forward and the autograd threads (allocated)
 CPU_RUNTIME_GB = 0.8       # python + torch + transformers in RAM on a CPU run
 NF4_BYTES = {True: (4 + 0.127) / 8, False: (4 + 0.5) / 8}  # 4-bit + absmax per 64 (double quant: 8-bit absmax)
@@ -187,7 +192,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
              "activations": acts, "logits": logits, "transient": temp}
     allocated = sum(parts.values())
     if device == "cuda":
-        overhead = CUDA_CONTEXT_GB * GIB + FRAGMENTATION * allocated
+        overhead = (CUDA_CONTEXT_GB + ALLOCATOR_SLACK_GB) * GIB + LOGITS_SLACK * logits_phase
     else:
         overhead = CPU_RUNTIME_GB * GIB
     parts["overhead"] = overhead
@@ -227,8 +232,8 @@ def _optimizer_bytes(optimizer: str, method: str, s: Shape, targets, r: int, tra
 def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = None, **overrides) -> Breakdown:
     """The estimate of a RunSpec: its model's shape (catalog, local config.json, or config.json alone
     from the hub), its method and settings, on this hardware (precision `auto` resolved from it)."""
-    s = as_shape(shape) if shape is not None else shape_for_model(spec.model.id, revision=spec.model.revision,
-                                                                  trust_remote_code=spec.model.trust_remote_code)
+    s = as_shape(shape) if shape is not None else shape_for_model(spec.model.id, hub=spec.model.hub,
+                                                                  revision=spec.model.revision)
     gpu = _first_gpu(hardware)
     device = "cuda" if (gpu is not None or hardware is None) else "cpu"
     precision = spec.train.precision
@@ -252,7 +257,7 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     return b
 
 
-# The engine's `auto` rule (wizard/engine/training_args.py): off when the estimate without checkpointing
+# The `auto` checkpointing rule, used by the engine (wizard/engine/training_args.py): off when the estimate without checkpointing
 # fits in this share of the GPU's free memory.
 AUTO_CKPT_HEADROOM = 0.85
 

@@ -202,8 +202,7 @@ def shape_from_gguf(path: Path) -> Shape:
     return shape_from_config(cfg)
 
 
-def shape_for_model(model_id: str, hub: str = "auto", revision: Optional[str] = None,
-                    trust_remote_code: bool = False) -> Shape:
+def shape_for_model(model_id: str, hub: str = "auto", revision: Optional[str] = None) -> Shape:
     """A model's shape with no weights downloaded: a catalog entry, a local folder / config.json / .gguf,
     or the config.json alone from the hub."""
     entry = lookup(model_id)

@@ -89,17 +89,9 @@ class Context:
 
     def memory(self) -> tuple[Optional[float], str]:
         """(GiB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
-        if self.gpus:
-            try:
-                from wizard.estimate import available_memory
+        from wizard.estimate import available_memory
 
-                return available_memory(self.hardware)
-            except ImportError:
-                pass
-            g = self.gpus[0]
-            return float(g.free_gb), f"GPU {g.index} ({g.name})"
-        ram = getattr(self.hardware, "ram_available_gb", None)
-        return (float(ram) if ram else None), "CPU RAM"
+        return available_memory(self.hardware)
 
     def device(self) -> dict:
         """estimate()'s device and precision for this machine, as `tune-wizard run` would pick them."""

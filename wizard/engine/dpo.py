@@ -58,7 +58,17 @@ def dpo_config(spec, args, precompute_ref: Optional[bool] = None):
     from transformers import TrainingArguments
     from trl import DPOConfig
 
-    kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+    names = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    kwargs = {name: getattr(args, name) for name in names}
+    # TRL turns checkpointing off around the reference forward and back on with these kwargs; reentrant
+    # checkpointing with frozen embeddings would silently stop the adapter's gradients.
+    no_reentrant = {"use_reentrant": False}
+    if "activation_checkpointing_kwargs" in names:
+        # transformers >= 5.2x renamed gradient_checkpointing*; the old names only mirror the new ones.
+        kwargs.update(gradient_checkpointing=None, gradient_checkpointing_kwargs=None,
+                      activation_checkpointing_kwargs=no_reentrant)
+    else:
+        kwargs["gradient_checkpointing_kwargs"] = no_reentrant
     kwargs.update(
         beta=spec.dpo.beta,
         loss_type=[spec.dpo.loss_type],
@@ -68,9 +78,6 @@ def dpo_config(spec, args, precompute_ref: Optional[bool] = None):
         precompute_ref_log_probs=bool(precompute_ref),
         # label_smoothing is the flip probability of the robust loss, and must be > 0 for exo_pair.
         label_smoothing={"robust": 0.1, "exo_pair": 1e-3}.get(spec.dpo.loss_type, 0.0),
-        # TRL turns checkpointing off around the reference forward and back on with these kwargs; reentrant
-        # checkpointing with frozen embeddings would silently stop the adapter's gradients.
-        gradient_checkpointing_kwargs={"use_reentrant": False},
         # The dataset keeps its `where` column for messages; the collator reads only the token columns.
         remove_unused_columns=False,
     )

@@ -7,38 +7,20 @@ import torch
 
 from wizard.engine import run_folder as rf
 
-# Leave room for the allocator's fragmentation and the CUDA context the estimate cannot see exactly.
-HEADROOM = 0.85
-
-
 def choose_gradient_checkpointing(spec, model_path: Path) -> tuple[bool, str]:
-    """`auto`: off when the memory estimate without it fits the GPU comfortably, since recomputing every
-    layer costs about a third of the step time; on otherwise. On the CPU memory is rarely the limit."""
+    """`auto`: off when the memory estimate without it fits the GPU's free memory with headroom, since
+    recomputing every layer costs about a third of the step time; on otherwise. The rule itself lives in
+    wizard.estimate, so `tune-wizard estimate`, the wizard and the engine decide alike."""
     mode = spec.train.gradient_checkpointing
     if mode != "auto":
         return mode == "on", "set in the spec"
     if not torch.cuda.is_available():
         return False, "auto: CPU run, memory is not the limit"
-    from wizard.estimate import estimate, shape_from_config
+    from wizard.estimate import estimate_for_spec, shape_from_config
+    from wizard.hardware import detect
 
-    free, _ = torch.cuda.mem_get_info()
-    budget = free / 2**30 * HEADROOM
-    shape = shape_from_config(model_path / "config.json")
-    targets = spec.lora.target_modules
-    if targets == "auto":
-        import json
-
-        from wizard.catalog import default_targets, lookup
-
-        entry = lookup(spec.model.id)
-        model_type = json.loads((model_path / "config.json").read_text()).get("model_type", "")
-        targets = list(entry.target_modules) if entry else default_targets(model_type)
-    without = estimate(shape, method=spec.method, precision="bf16" if torch.cuda.is_bf16_supported() else "fp16",
-                       lora_r=spec.lora.r, target_modules=targets, max_length=spec.data.max_length,
-                       batch_size=spec.train.batch_size, grad_ckpt=False, optimizer=spec.train.optimizer).total_gb
-    if without <= budget:
-        return False, f"auto: estimate {without:.1f} GiB fits in {budget:.1f} GiB free"
-    return True, f"auto: estimate without it {without:.1f} GiB > {budget:.1f} GiB free"
+    b = estimate_for_spec(spec, detect(), shape=shape_from_config(Path(model_path) / "config.json"))
+    return bool(b.inputs["grad_ckpt"]), b.inputs["grad_ckpt_reason"]
 
 
 def build_args(spec, run_dir: Path, precision, gradient_checkpointing: bool, has_eval: bool):
