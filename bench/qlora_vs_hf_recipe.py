@@ -30,7 +30,7 @@ QWEN7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, n
 
 
 def make_checkpoint(path: Path) -> Path:
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     if (path / "config.json").is_file():
         return path

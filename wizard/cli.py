@@ -46,6 +46,9 @@ def _module(verb: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from wizard.ui import quiet_libraries
+
+    quiet_libraries()
     # Only the chosen verb's module is imported; bare `tune-wizard` is the wizard.
     verb = next((a for a in argv if not a.startswith("-")), None)
     if verb is None and not any(a in ("-h", "--help", "--version") for a in argv):

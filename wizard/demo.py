@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--plain", action="store_true", help="no live dashboard")
     args = parser.parse_args(argv)
+    from wizard.ui import quiet_libraries
 
-    from rich.console import Console
+    quiet_libraries()
+
+    from wizard.ui import make_console
     from rich.table import Table
 
     from wizard import spec as specmod
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from wizard.engine.runner import train
     from wizard.errors import UserError
 
-    console = Console(highlight=False)
+    console = make_console()
     t0 = time.time()
     qs = questions()
     try:

@@ -64,6 +64,26 @@ def export_run(tmp_path_factory) -> Path:
     return real_run() or make_fixture_run(tmp_path_factory.getbasetemp() / "export-fixture")
 
 
+def make_tiny_llama(root: Path) -> Path:
+    """A 2-layer Llama from a config with the bundled tokenizer: loads and babbles in a blink."""
+    out = root / "tiny-llama"
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from wizard.engine.model_source import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m-instruct"))
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=8192,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def make_tiny_qwen2(root: Path) -> Path:
     """A 2-layer Qwen2 (q/k/v biases, untied head) from a config, with the bundled model's tokenizer."""
     out = root / "tiny-qwen2"

@@ -48,7 +48,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from wizard.ui import make_console
     from rich.table import Table
 
     table = Table(title="tune-wizard doctor")
@@ -56,5 +56,5 @@ def run(args) -> int:
         table.add_column(col)
     for name, ok, detail in checks(args.path, not args.no_network):
         table.add_row(name, "yes" if ok else "no", detail)
-    Console(highlight=False).print(table)
+    make_console().print(table)
     return 0

@@ -57,10 +57,10 @@ def run(args) -> int:
                           "available_gb": avail, "against": where, "fits": fits, "advice": advice}, indent=2))
         return 0
 
-    from rich.console import Console
+    from wizard.ui import make_console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = make_console()
     inp = b.inputs
     console.print(f"{args.spec}: {spec.model.id} ({b.params / 1e9:.2f}B parameters), {inp['method']} "
                   f"{inp['precision']}, {inp['max_length']} tokens x batch {inp['batch_size']}, gradient "

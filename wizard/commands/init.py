@@ -57,12 +57,12 @@ def run(args) -> int:
                         hint="pass --defaults to take every recommended answer, or --answers FILE (a YAML "
                              "mapping of question id -> answer; `tune-wizard init --help` lists the ids)")
     preset = load_answers(args.answers) if args.answers else {}
-    from rich.console import Console
+    from wizard.ui import make_console
 
     from wizard.wizard_context import Context
     from wizard.wizard_flow import CancelledAfterWrite, run_wizard
 
-    console = Console(highlight=False)
+    console = make_console()
     try:
         with console.status("Looking at this machine…", spinner="dots"):
             ctx = Context.probe(preset=preset, out=Path(args.out).expanduser() if args.out else None,

@@ -14,12 +14,12 @@ def _first_comment(path) -> str:
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from wizard.ui import make_console
     from rich.table import Table
 
     from wizard.catalog import load_catalog, recipe_files
 
-    console = Console(highlight=False)
+    console = make_console()
     if not args.models:
         t = Table(title="recipes (tune-wizard run <file>)")
         t.add_column("file")

@@ -66,8 +66,10 @@ def run(args) -> int:
     print(banner(name, args.host, args.port), flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=True)
     server = uvicorn.Server(config)
-    server.run()
-    app.state.worker.shutdown(wait=False, cancel_futures=True)
+    try:
+        server.run()  # on Ctrl-C uvicorn shuts down cleanly, then re-raises the signal: exit 130 via the CLI
+    finally:
+        app.state.worker.shutdown(wait=False, cancel_futures=True)
     if not server.started:  # uvicorn logs why (e.g. the port was taken meanwhile)
         print("error: the server did not start (see above)", file=sys.stderr)
         return 1

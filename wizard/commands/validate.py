@@ -12,14 +12,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from wizard.ui import make_console
     from rich.table import Table
 
     spec = specmod.load(args.spec, args.overrides)
     from wizard.data.load import load_examples
 
     train, evals, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
-    console = Console(highlight=False)
+    console = make_console()
     console.print(f"spec {args.spec}: valid ({spec.task}/{spec.method}, model {spec.model.id})")
     table = Table(title="datasets")
     for col in ("source", "format", "rows read", "rows used"):

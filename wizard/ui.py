@@ -1,0 +1,26 @@
+"""The Rich console the commands print with."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+# Rich assumes 80 columns when output is piped or logged, which cuts model ids and paths in tables
+# (and breaks `| grep`); a log file has no width, so use a wide one.
+PIPED_WIDTH = 200
+
+
+def make_console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(highlight=False, width=width, stderr=stderr)
+
+
+def quiet_libraries() -> None:
+    """No per-file progress bars from the hub and transformers' weight loader: they drown the dashboard and
+    fill logs with carriage returns. Set before those libraries are imported."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
