@@ -24,3 +24,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    # transformers 5 renamed gradient checkpointing to activation checkpointing and warns on every use of
+    # the old name, including its own internal calls and peft's; the old name is the one all supported
+    # versions share.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)

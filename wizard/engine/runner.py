@@ -161,6 +161,11 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
     else:
         from wizard.engine.sft import build_trainer
     trainer = build_trainer(spec, model, tokenizer, train_ex, eval_ex, args, [callback], events)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    # The reporter shows progress; the Trainer's own printer would print every log dict a second time.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     if checkpoint is not None:
         _trim_metrics(run_dir, int(checkpoint.name.split("-")[-1]))
     try:

@@ -53,9 +53,8 @@ def build_args(spec, run_dir: Path, precision, gradient_checkpointing: bool, has
         bf16=precision.trainer_bf16,
         fp16=precision.trainer_fp16,
         use_cpu=not torch.cuda.is_available(),
-        # Checkpointing is switched on by the loader (non-reentrant) when chosen; the Trainer must not
-        # switch it on again with its own defaults.
-        gradient_checkpointing=False,
+        # Checkpointing is switched on by the loader (non-reentrant) when chosen; the Trainer's own
+        # switch stays at its default (off).
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         report_to="none",
