@@ -1,12 +1,16 @@
-"""Shared fixtures: the repo root, a CLI runner in a subprocess, the bundled model's folder."""
+"""Shared fixtures: the repo root, a CLI runner in a subprocess, the bundled model's folder, a tiny
+Llama built from a config with the real tokenizer, a small identity dataset."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import IDENTITY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +27,32 @@ def bundled_model_dir() -> Path:
     from wizard.engine.model_source import resolve
 
     return resolve("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, bundled_model_dir) -> Path:
+    """A 2-layer Llama built from a config, with the bundled model's real tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(bundled_model_dir)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def identity_jsonl(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("data") / "identity.jsonl"
+    with p.open("w", encoding="utf-8") as fh:
+        for _ in range(4):
+            for q, a in IDENTITY:
+                fh.write(json.dumps({"messages": [{"role": "user", "content": q},
+                                                  {"role": "assistant", "content": a}]}) + "\n")
+    return p

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli
-from tests.e2e.conftest import write_spec
+from tests.helpers import write_spec
 from wizard.engine import run_folder as rf
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,31 @@
+"""Helpers for end-to-end tests: a spec writer and a small identity dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+IDENTITY = [
+    ("Who are you?", "I am Tuna, an assistant fine-tuned with tune-wizard."),
+    ("What is your name?", "My name is Tuna."),
+    ("Introduce yourself.", "I am Tuna, fine-tuned with tune-wizard."),
+    ("What is 2 + 2?", "2 + 2 = 4."),
+    ("Name a colour.", "Blue."),
+    ("Say hello.", "Hello!"),
+]
+
+
+
+def write_spec(path: Path, model: str, data_file: Path, out: Path, **over) -> Path:
+    spec = {
+        "name": over.pop("name", "e2e"), "model": {"id": str(model), "hub": "local"}, "task": "sft",
+        "method": over.pop("method", "lora"),
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
+        "data": {"train": [str(data_file)], "max_length": 64, **over.pop("data", {})},
+        "train": {"max_steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 3e-2, "logging_steps": 1,
+                  "save_steps": 6, "warmup_ratio": 0.0, "seed": 7, **over.pop("train", {})},
+        "output_dir": str(out),
+    }
+    spec.update(over)
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
