@@ -86,12 +86,14 @@ def measure(trainer, timer: Timer) -> dict:
             "pairs_per_s": round(1 / step, 3),
             "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
-            "last_loss": rows[-1].get("loss") if rows else None}
+            # One log at the last step: a finite loss and a reward margin show the step did real work.
+            "last_loss": rows[-1].get("loss") if rows else None,
+            "last_margin": rows[-1].get("rewards/margins") if rows else None}
 
 
 def common_args(tmp: str, steps: int) -> dict:
     return dict(output_dir=tmp, max_steps=steps, per_device_train_batch_size=1, gradient_accumulation_steps=1,
-                learning_rate=5e-5, optim="adamw_torch", bf16=True, logging_steps=1000, save_strategy="no",
+                learning_rate=5e-5, optim="adamw_torch", bf16=True, logging_steps=steps, save_strategy="no",
                 report_to="none", disable_tqdm=True, lr_scheduler_type="constant", remove_unused_columns=False,
                 use_cpu=not torch.cuda.is_available())
 
@@ -128,7 +130,7 @@ def tune_wizard(path: Path, tok, steps: int, tmp: str, ckpt_mode: str) -> dict:
                       "data": {"train": "unused.jsonl", "max_length": PROMPT + ANSWER},
                       "dpo": {"beta": 0.1, "max_prompt_length": PROMPT, "max_completion_length": ANSWER},
                       "train": {"batch_size": 1, "grad_accum": 1, "max_steps": steps, "lr": 5e-5,
-                                "scheduler": "constant", "save_steps": 10**6, "logging_steps": 1000,
+                                "scheduler": "constant", "save_steps": 10**6, "logging_steps": steps,
                                 "gradient_checkpointing": ckpt_mode}})
     precision = loader.choose_precision("auto", "qlora")
     try:

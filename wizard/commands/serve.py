@@ -32,8 +32,8 @@ def check_port(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise UserError(f"--port {port}: already in use on {host}",
-                                hint=f"stop what is listening there, or pick another port, e.g. --port {port + 1}") from None
+                raise UserError(f"--port {port}: already in use on {host}", hint="stop what is listening "
+                                f"there, or pick another port, e.g. --port {port + 1}") from None
             raise UserError(f"--host {host}: cannot listen there ({exc.strerror})",
                             hint="use 127.0.0.1 (this machine) or 0.0.0.0 (all interfaces)") from None
 

@@ -40,7 +40,8 @@ class Conversation:
         return msgs
 
 
-def stream_answer(loaded: Loaded, messages: list[dict], settings: Settings, write: Callable[[str], None]) -> Optional[Answer]:
+def stream_answer(loaded: Loaded, messages: list[dict], settings: Settings,
+                  write: Callable[[str], None]) -> Optional[Answer]:
     """Print the answer as it is generated; None when Ctrl-C stopped it."""
     from transformers import TextIteratorStreamer
 

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from wizard.infer import Loaded, prompt_ids
+from wizard.infer import Loaded, end_of_turn_ids, prompt_ids
 
 
 @dataclass
@@ -31,16 +31,6 @@ class _Cancelled:
 
     def __call__(self, input_ids, scores, **kwargs):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def end_of_turn_ids(loaded: Loaded) -> list[int]:
-    """The tokenizer's eos plus the generation config's: Llama 3 ends a turn with <|eot_id|>, not its eos."""
-    ids: list[int] = []
-    for source in (loaded.tokenizer.eos_token_id, getattr(loaded.model.generation_config, "eos_token_id", None)):
-        for i in source if isinstance(source, (list, tuple)) else [source]:
-            if i is not None and i not in ids:
-                ids.append(int(i))
-    return ids
 
 
 def count_prompt_tokens(loaded: Loaded, messages: list[dict]) -> int:

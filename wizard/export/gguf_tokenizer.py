@@ -37,8 +37,10 @@ KNOWN_PRE = {
 # Where the hash is unknown (a tokenizer class that swaps in its family's splitting, a new vocabulary), the
 # split regex itself names the pre-tokenizer; these are the regexes llama.cpp implements under those names.
 KNOWN_SPLITS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+    (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"): "qwen2",
+    (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"): "llama-bpe",
 }
 
 
@@ -71,7 +73,8 @@ def pre_tokenizer(tokenizer, fallback: Optional[str] = None) -> str:
         return by_regex
     if fallback:  # the base model came from a GGUF whose converter already named it
         return fallback
-    raise UserError(f"this tokenizer's pre-tokenizer is not one the built-in GGUF writer knows (hash {chkhsh[:16]}...)",
+    raise UserError(f"this tokenizer's pre-tokenizer is not one the built-in GGUF writer knows "
+                    f"(hash {chkhsh[:16]}...)",
                     hint="export the merged model with `tune-wizard export RUN_DIR --merge` and convert that folder "
                          "with llama.cpp's convert_hf_to_gguf.py, which knows more tokenizers")
 
