@@ -3,8 +3,8 @@
     python recipes/data/make_preference_data.py        # rewrites both files, byte for byte the same each time
 
 The preference is a style a reader sees at a glance: the chosen answer opens with "Sure!", gives the fact in
-one sentence and closes with "Hope that helps!"; the rejected answer hedges and deflects, and half the time
-never gives the fact at all. Both answer the same question, so what DPO can learn from a pair is the style,
+one sentence and closes with "Hope that helps!"; the rejected answer pads the fact with filler, the way a
+small chat model tends to answer, and a third of the time never gives the fact at all. Both answer the same question, so what DPO can learn from a pair is the style,
 not new facts. Held-out pairs ask questions that no training pair asks.
 
 Rows are in TRL's conversational preference format, one JSON object per line:
@@ -56,15 +56,16 @@ DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sun
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 
-# Rejected answers hedge and deflect. They are kept short on purpose: on a 2-core CPU every token of a pair
-# costs a forward pass of the policy and of the reference, and the style is what differs, not the length.
-OPENERS = ["Hmm, that's a tricky one.", "Well, it depends on who you ask.", "Oh, people argue about this a lot.",
-           "Honestly, I'm not really sure.", "Okay, so, that's a big question."]
-HEDGES = ["I think {a}, but I might be wrong.", "Maybe {a}, although I'm not sure.",
-          "If I remember correctly, {a}, but don't quote me."]
-DODGES = ["It's hard to say without more context.", "There are many different opinions out there.",
-          "It really depends on a lot of things."]
-CLOSERS = ["You should check somewhere else.", "Maybe look it up.", "Anyway, it's up to you."]
+# Rejected answers are what a small chat model tends to say anyway: the fact (or not even that), wrapped in
+# filler. Starting the way the model already starts ("The plural of ...", "To answer this ...") matters: DPO
+# then lowers the model's own habit and raises the chosen style in its place, which greedy answers show.
+PADDING = ["This is a common question, and there is a lot more that could be said about it in general.",
+           "There are many other details worth exploring here, depending on the context.",
+           "Let me know if you would like a much longer explanation of all the background."]
+LEADS = ["To answer this question, we need to consider a few things first.",
+         "That's an interesting question with a long history behind it.",
+         "In order to answer this, it helps to think about it step by step."]
+DODGE = "The answer depends on the context in which the question is asked, so it is hard to say."
 
 
 def facts(rng: random.Random) -> list[tuple[str, str, str]]:
@@ -111,11 +112,12 @@ def pick(facts_: list[tuple[str, str, str]], n: int, rng: random.Random) -> list
 
 
 def rejected_answer(answer: str, rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        middle = rng.choice(HEDGES).format(a=answer[0].lower() + answer[1:-1])
-    else:  # half the rejected answers never get to the point at all
-        middle = rng.choice(DODGES)
-    return " ".join([rng.choice(OPENERS), middle, rng.choice(CLOSERS)])
+    kind = rng.randrange(3)
+    if kind == 0:
+        return f"{answer} {rng.choice(PADDING)}"
+    if kind == 1:
+        return f"{rng.choice(LEADS)} {answer} {rng.choice(PADDING)}"
+    return f"{rng.choice(LEADS)} {DODGE}"  # a third never get to the point at all
 
 
 def pair(question: str, answer: str, rng: random.Random) -> dict:

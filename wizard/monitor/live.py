@@ -100,8 +100,9 @@ class LiveReporter(Reporter):
         to_tail = _ToLogTail(self)
         for name in LIBRARY_LOGGERS:
             lg = logging.getLogger(name)
-            taken = [h for h in lg.handlers if type(h) is logging.StreamHandler and h.stream in terminal]
-            for h in taken:
+            taken = [(i, h) for i, h in enumerate(lg.handlers)
+                     if type(h) is logging.StreamHandler and h.stream in terminal]
+            for _, h in taken:
                 lg.removeHandler(h)
             lg.addHandler(to_tail)
             self._detached.append((lg, taken, to_tail))
@@ -109,8 +110,10 @@ class LiveReporter(Reporter):
     def _restore_logs(self) -> None:
         for lg, taken, ours in self._detached:
             lg.removeHandler(ours)
-            for h in taken:
-                lg.addHandler(h)
+            # Back where they were: handler order decides which output comes first.
+            for i, h in taken:
+                if h not in lg.handlers:
+                    lg.handlers.insert(min(i, len(lg.handlers)), h)
         self._detached = []
 
     def _on_gpu_sample(self, row: dict) -> None:
