@@ -21,10 +21,10 @@ def questions() -> list[str]:
 
 
 def ask_all(ref: str, qs: list[str]) -> list[str]:
-    from wizard.infer import generate, load_for_inference
+    from wizard.infer import generate_batch, load_for_inference
 
     loaded = load_for_inference(ref)
-    return [generate(loaded, [{"role": "user", "content": q}], max_new_tokens=48) for q in qs]
+    return generate_batch(loaded, [[{"role": "user", "content": q}] for q in qs], max_new_tokens=48)
 
 
 def mentions_tuna(answer: str) -> bool:
