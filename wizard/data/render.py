@@ -159,7 +159,8 @@ def _assistant_spans(tokenizer, messages: list[dict], full: str, eot: list[str],
     return spans, needs_eos
 
 
-def _common_prefix(a: str, b: str) -> int:
+def _common_prefix(a, b) -> int:
+    """Length of the shared start of two strings or token-id lists."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

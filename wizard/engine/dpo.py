@@ -31,6 +31,7 @@ from typing import Optional
 
 import torch
 
+from wizard.data.render import _common_prefix
 from wizard.errors import DataError
 
 REF_ADAPTER = "ref"       # the name TRL gives the frozen reference copy of an existing adapter
@@ -101,15 +102,6 @@ def _ids(tokenizer, messages, add_generation_prompt=False) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                         add_generation_prompt=add_generation_prompt)
     return list(out["input_ids"])
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def tokenize_pair(tokenizer, example) -> tuple[list[int], list[int], list[int]]:
