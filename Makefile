@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m wizard.demo
+	$(PY) -m wizard.teach_identity
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -111,7 +111,7 @@ def main() -> int:
 
     from wizard.monitor import panels
     from wizard.monitor.live import LiveReporter
-    from wizard.engine.reporting import RunInfo
+    from wizard.monitor.reporting import RunInfo
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else None

@@ -206,7 +206,7 @@ def main() -> int:
                 log(f"time budget spent: skipping {alias} {method}")
                 results.append({"shape": alias, "method": method, "error": "skipped: time budget"})
                 continue
-            def make_base():
+            def make_base(method=method, cfg=cfg, ckpt_dir=ckpt_dir, alias=alias):
                 free_cuda()
                 leftover, t0 = allocated(), time.time()
                 if method == "lora":

@@ -24,7 +24,7 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | N
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     return resolve("smollm2-135m-instruct")
 

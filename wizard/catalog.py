@@ -1,33 +1,34 @@
-"""The model catalog (recipes/models.yaml) and the bundled recipes folder."""
+"""The model catalog (wizard/recipes/models.yaml) and the bundled recipes, shipped inside the package."""
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
 
 def recipes_dir() -> Path:
-    # An editable install and the Docker image both keep recipes/ beside the package.
+    # Package data, so a wheel install has the catalog too; TUNE_WIZARD_RECIPES points at another folder
+    # of the same layout (a lab's own recipes). The top-level recipes/ of the repository is a link to this one.
     env = os.environ.get("TUNE_WIZARD_RECIPES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "recipes"
+    return Path(env) if env else Path(str(importlib.resources.files("wizard") / "recipes"))
 
 
 @dataclass(frozen=True)
 class CatalogModel:
     alias: str
     family: str
-    hf: Optional[str]
-    ms: Optional[str]
+    hf: str | None
+    ms: str | None
     params_b: float
     context: int
     chat: bool
     target_modules: tuple[str, ...]
     shape: dict = field(default_factory=dict)
-    bundled: Optional[dict] = None
+    bundled: dict | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,7 +45,7 @@ def load_catalog() -> dict[str, CatalogModel]:
     return out
 
 
-def lookup(model_id: str) -> Optional[CatalogModel]:
+def lookup(model_id: str) -> CatalogModel | None:
     """A catalog entry by alias, or by its Hugging Face / ModelScope id (case-insensitive)."""
     cat = load_catalog()
     if model_id in cat:

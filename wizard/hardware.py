@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 GIB = 2**30
 
@@ -35,9 +34,9 @@ class Hardware:
     ram_available_gb: float
     cpu_bf16: bool                      # the CPU has native bf16 (AVX512-BF16 / AMX); fp32 is used otherwise
     cuda_available: bool                # torch can run on a GPU here
-    torch_cuda: Optional[str] = None    # the CUDA version torch was built with
-    driver: Optional[str] = None
-    disk_free_gb: Optional[float] = None
+    torch_cuda: str | None = None    # the CUDA version torch was built with
+    driver: str | None = None
+    disk_free_gb: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -70,7 +69,7 @@ def detect(path: str | os.PathLike = ".") -> Hardware:
                     disk_free_gb=free_disk_gb(path), notes=notes)
 
 
-def _torch_gpus(notes: list[str]) -> tuple[list[GpuInfo], bool, Optional[str]]:
+def _torch_gpus(notes: list[str]) -> tuple[list[GpuInfo], bool, str | None]:
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - a broken torch install must not break the probe
@@ -92,7 +91,7 @@ def _torch_gpus(notes: list[str]) -> tuple[list[GpuInfo], bool, Optional[str]]:
         return [], False, version
 
 
-def _nvml_gpus(notes: list[str]) -> Optional[tuple[Optional[str], list[GpuInfo]]]:
+def _nvml_gpus(notes: list[str]) -> tuple[str | None, list[GpuInfo]] | None:
     try:
         import pynvml
     except ImportError:
@@ -176,7 +175,7 @@ def _cpu_bf16() -> bool:
     return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
 
-def free_disk_gb(path: str | os.PathLike = ".") -> Optional[float]:
+def free_disk_gb(path: str | os.PathLike = ".") -> float | None:
     """Free space where `path` is (or would be created), in GiB."""
     p = Path(path).expanduser().resolve()
     while not p.exists() and p != p.parent:

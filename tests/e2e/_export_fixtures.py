@@ -31,7 +31,7 @@ def make_fixture_run(root: Path, method: str = "lora") -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from wizard import spec as specmod
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     base = resolve("smollm2-135m-instruct")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def make_tiny_llama(root: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m-instruct"))
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -92,7 +92,7 @@ def make_tiny_qwen2(root: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve("smollm2-135m-instruct"))
     cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, cli
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_teaches_the_new_name(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-    r = subprocess.run([sys.executable, "-m", "wizard.demo", "--plain", "--set", "train.max_steps=40",
+    r = subprocess.run([sys.executable, "-m", "wizard.teach_identity", "--plain", "--set", "train.max_steps=40",
                         "--set", f"output_dir={tmp_path / 'runs'}"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=2700)  # generous: a shared, loaded CPU runs it several times slower
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]

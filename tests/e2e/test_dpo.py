@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, cli
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 
 pytestmark = pytest.mark.slow
 

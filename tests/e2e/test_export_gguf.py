@@ -29,7 +29,7 @@ NEW_TOKENS = 20
 NAMES = {"general.file_type", "general.name", "general.finetune"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read(path: Path) -> tuple[dict, dict]:
     """(metadata values, tensors by name) of a GGUF file; parsing 49k tokens is slow, so once per file."""
     reader = gguf.GGUFReader(path)
@@ -49,7 +49,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def merged(run_dir):
-    from wizard.infer import load_for_inference
+    from wizard.inference.loading import load_for_inference
 
     return load_for_inference(str(run_dir), dtype=torch.float32, merge=True)
 
@@ -214,7 +214,7 @@ def test_existing_file_is_kept_without_force(f16_file, run_dir):
 
 @pytest.mark.skipif(real_run() is None, reason="needs a trained run: set TUNE_WIZARD_TEST_RUN=runs/<demo-run>")
 def test_trained_identity_survives_export(f16_loaded, merged):
-    from wizard.export.generation import answer
+    from wizard.inference.generation import answer
 
     model, tokenizer = f16_loaded
     text = tokenizer.decode(greedy(model, tokenizer, "Who are you?"), skip_special_tokens=True)

@@ -40,7 +40,7 @@ def reference(run_dir, batch):
     from transformers import AutoModelForCausalLM
 
     from wizard import spec as specmod
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     spec = specmod.load(run_dir / "spec.yaml")
     base = AutoModelForCausalLM.from_pretrained(resolve(spec.model.id), dtype=torch.float32)

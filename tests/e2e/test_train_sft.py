@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, cli
 from tests.helpers import write_spec
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 
 pytestmark = pytest.mark.slow
 

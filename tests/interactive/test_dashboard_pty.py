@@ -11,7 +11,7 @@ import time
 import pexpect
 
 from tests.conftest import ROOT
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.monitor import nvml
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]")
@@ -37,7 +37,7 @@ def _spawn(args, rows=40, cols=110):
 
 def test_live_dashboard_draws_in_a_pty_and_leaves_the_summary(tmp_path):
     run_dir = tmp_path / "demo-run"
-    child = _spawn(["-m", "wizard.monitor.demo", str(run_dir), "--steps", "20", "--delay", "0.1"])
+    child = _spawn(["-m", "wizard.monitor.synthetic_run", str(run_dir), "--steps", "20", "--delay", "0.1"])
     child.expect("reporter: LiveReporter")
     child.expect(r"\x1b\[\?25l")  # Rich hid the cursor: a live display, not plain lines
     child.expect("DONE")
@@ -63,7 +63,7 @@ def test_live_dashboard_draws_in_a_pty_and_leaves_the_summary(tmp_path):
 def test_watch_follows_another_process_in_a_pty_until_the_run_ends(tmp_path):
     run_dir = tmp_path / "watched"
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
-    writer = subprocess.Popen([sys.executable, "-m", "wizard.monitor.demo", str(run_dir), "--steps", "20",
+    writer = subprocess.Popen([sys.executable, "-m", "wizard.monitor.synthetic_run", str(run_dir), "--steps", "20",
                                "--delay", "0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

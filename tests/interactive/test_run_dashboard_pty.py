@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import write_spec
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.monitor.panels import NO_GPU_PREFIX
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from wizard.catalog import FAMILY_TARGETS, default_targets, load_catalog, lookup, recipes_dir
-from wizard.estimate_shape import as_shape, projections
+from wizard.estimate.shape import as_shape, projections
 
 CATALOG = load_catalog()
 SHAPE_KEYS = ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "tied")

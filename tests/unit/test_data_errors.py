@@ -102,7 +102,7 @@ def test_bad_encoding_in_jsonl_names_line_and_byte(tmp_path):
 
 
 def test_bad_encoding_in_csv(tmp_path):
-    text = "instruction,output\nq,a\n".encode() + "你好,hello\n".encode("gbk")
+    text = b"instruction,output\nq,a\n" + "你好,hello\n".encode("gbk")
     p, probs = problems_of(tmp_path, text, name="d.csv", raw=True)
     assert len(probs) == 1 and probs[0].startswith(f"{p}:3: not UTF-8 text (byte 0xc4 at byte offset 23)")
 

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from wizard.catalog import recipes_dir
-from wizard.engine.model_source import resolve
+from wizard.model_source import resolve
 
 DATA = recipes_dir() / "data"
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -11,9 +11,20 @@ import torch
 from tests.conftest import cli
 from wizard import spec as specmod
 from wizard.errors import ModelError
-from wizard.estimate import (ALLOCATOR_SLACK_GB, CUBLAS_WORKSPACE_GB, CUDA_CONTEXT_GB, GIB, LOGITS_SLACK, estimate, estimate_for_spec,
-                             method_table, recommend, shape_for_model, verdict)
-from wizard.estimate_shape import shape_from_config
+from wizard.estimate.memory import (
+    ALLOCATOR_SLACK_GB,
+    CUBLAS_WORKSPACE_GB,
+    CUDA_CONTEXT_GB,
+    GIB,
+    LOGITS_SLACK,
+    estimate,
+    estimate_for_spec,
+    method_table,
+    recommend,
+    shape_for_model,
+    verdict,
+)
+from wizard.estimate.shape import shape_from_config
 from wizard.hardware import GpuInfo, Hardware
 
 # hidden 64 over 4 heads of 16; 2 key/value heads -> k and v project to 32.
@@ -121,7 +132,7 @@ def test_shape_from_remote_code_and_image_text_configs(tmp_path):
 
 def test_shape_from_the_bundled_gguf_matches_the_catalog():
     from wizard.catalog import lookup
-    from wizard.engine.model_source import bundled_gguf
+    from wizard.model_source import bundled_gguf
 
     entry = lookup("smollm2-135m-instruct")
     gguf = bundled_gguf(entry.bundled["package"], entry.bundled["file"])

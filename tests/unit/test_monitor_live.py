@@ -10,9 +10,9 @@ import sys
 import pytest
 from rich.console import Console
 
-from wizard.engine.reporting import PlainReporter, RunInfo
 from wizard.monitor import panels
 from wizard.monitor.live import LiveReporter, make_reporter, wants_live
+from wizard.monitor.reporting import PlainReporter, RunInfo
 
 ESC = "\x1b"
 INFO = RunInfo(run_dir="", name="livetest", model="tiny-llama", task="sft", method="lora", total_steps=6,
@@ -62,7 +62,7 @@ def test_piped_run_prints_plain_lines_without_escape_codes(tmp_path):
     """The demo run through a pipe, as under nohup or CI: one line per step, no escape codes."""
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONUNBUFFERED": "1"}
     env.pop("NO_COLOR", None)
-    out = subprocess.run([sys.executable, "-m", "wizard.monitor.demo", str(tmp_path / "run"), "--steps", "12",
+    out = subprocess.run([sys.executable, "-m", "wizard.monitor.synthetic_run", str(tmp_path / "run"), "--steps", "12",
                           "--delay", "0.01"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert ESC not in out.stdout and "\r" not in out.stdout

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from wizard.engine.reporting import RunInfo
 from wizard.monitor import panels
+from wizard.monitor.reporting import RunInfo
 from wizard.monitor.state import DashboardState
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -5,7 +5,7 @@ import math
 
 from matplotlib.image import imread
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.monitor import save_loss_plot
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.monitor.state import DashboardState, RunFolderFollower, parse_log_line, to_epoch
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from tests.conftest import ROOT, cli
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 
 
 def build_run(d, status="finished", steps=40):
@@ -89,7 +89,7 @@ def test_watch_follows_a_run_while_it_is_written(tmp_path):
     """A synthetic run writes its folder in one process; `watch` follows it from another."""
     run_dir = tmp_path / "live"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-    writer = subprocess.Popen([sys.executable, "-m", "wizard.monitor.demo", str(run_dir), "--steps", "20",
+    writer = subprocess.Popen([sys.executable, "-m", "wizard.monitor.synthetic_run", str(run_dir), "--steps", "20",
                                "--delay", "0.08"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from wizard.data.packing import DataCollator, pack_rows
 from wizard.data.render import IGNORE_INDEX, tokenize_sft
-from wizard.engine.model_source import resolve
+from wizard.model_source import resolve
 
 
 @pytest.fixture(scope="module")

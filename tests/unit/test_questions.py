@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wizard import answers as A
-from wizard import questions as Qs
 from wizard import spec as specmod
-from wizard import spec_yaml
 from wizard.catalog import lookup
+from wizard.init import answers as A
+from wizard.init import questions as Qs
+from wizard.init.context import Context
 from wizard.spec import RunSpec
-from wizard.wizard_context import Context
+from wizard.spec import yaml_writer as spec_yaml
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ def test_defaults_follow_the_machine(tmp_path):
 def test_welcome_and_recommended_panels_show_the_machine_and_the_values():
     from rich.console import Console
 
-    from wizard.wizard_flow import Flow
+    from wizard.init.flow import Flow
 
     ctx = Context(hardware=_machine(24), hubs={"huggingface": True, "modelscope": False}, hubs_checked=True,
                   disk_free_gb=123.4)

@@ -10,8 +10,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from wizard.catalog import recipes_dir
 from wizard.data.render import IGNORE_INDEX, ensure_chat_template, tokenize_sft
-from wizard.engine.model_source import resolve
 from wizard.errors import DataError
+from wizard.model_source import resolve
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,9 @@
 """tune-wizard chat RUN_DIR|MODEL [--prompt TEXT]: talk to a trained run (base + adapter) or any model.
 
 With --prompt it prints one answer and exits (greedy unless --temperature is given, so a check gives the
-same answer every time); without, it is a multi-turn chat in the terminal (wizard/export/chat_repl.py).
+same answer every time); without, it is a multi-turn chat in the terminal (wizard/inference/chat_repl.py).
 """
 from __future__ import annotations
-
-import sys
 
 
 def add_arguments(p) -> None:
@@ -33,24 +31,13 @@ def check_sampling(temperature, top_p, max_new_tokens) -> None:
         raise UserError(problems)
 
 
-def load(ref: str):
-    """The model for chat and serve; progress bars and warnings off, since stdout carries the answers."""
-    from transformers.utils import logging as hf_logging
-
-    from wizard.infer import load_for_inference
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    print(f"loading {ref} ...", file=sys.stderr, flush=True)
-    return load_for_inference(ref)
-
-
 def run(args) -> int:
-    from wizard.export.chat_repl import Settings, repl
-    from wizard.export.generation import answer
+    from wizard.inference.chat_repl import Settings, repl
+    from wizard.inference.generation import answer
+    from wizard.inference.loading import load_quietly
 
     check_sampling(args.temperature, args.top_p, args.max_new_tokens)
-    loaded = load(args.ref)
+    loaded = load_quietly(args.ref)
     if args.prompt is not None:
         messages = ([{"role": "system", "content": args.system}] if args.system else [])
         messages.append({"role": "user", "content": args.prompt})

@@ -48,8 +48,9 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
 
 
 def run(args) -> int:
-    from wizard.ui import make_console
     from rich.table import Table
+
+    from wizard.ui import make_console
 
     table = Table(title="tune-wizard doctor")
     for col in ("check", "ok", "detail"):

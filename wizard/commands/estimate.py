@@ -57,8 +57,9 @@ def run(args) -> int:
                           "available_gb": avail, "against": where, "fits": fits, "advice": advice}, indent=2))
         return 0
 
-    from wizard.ui import make_console
     from rich.table import Table
+
+    from wizard.ui import make_console
 
     console = make_console()
     inp = b.inputs

@@ -9,7 +9,7 @@ from wizard.errors import UserError
 
 
 def add_arguments(p) -> None:
-    from wizard.questions import QUESTIONS
+    from wizard.init.questions import QUESTIONS
 
     p.add_argument("--out", metavar="FILE", help="the spec file to write (default: ./<run name>.yaml)")
     p.add_argument("--defaults", action="store_true",
@@ -24,8 +24,8 @@ def add_arguments(p) -> None:
 
 
 def load_answers(path: str) -> dict:
-    from wizard.answers import nearest_id
-    from wizard.questions import BY_ID
+    from wizard.init.answers import nearest_id
+    from wizard.init.questions import BY_ID
     from wizard.spec import read_yaml
 
     try:
@@ -57,10 +57,9 @@ def run(args) -> int:
                         hint="pass --defaults to take every recommended answer, or --answers FILE (a YAML "
                              "mapping of question id -> answer; `tune-wizard init --help` lists the ids)")
     preset = load_answers(args.answers) if args.answers else {}
+    from wizard.init.context import Context
+    from wizard.init.flow import CancelledAfterWrite, run_wizard
     from wizard.ui import make_console
-
-    from wizard.wizard_context import Context
-    from wizard.wizard_flow import CancelledAfterWrite, run_wizard
 
     console = make_console()
     try:
@@ -78,6 +77,7 @@ def run(args) -> int:
     if not start:
         return 0
     # The same code as `tune-wizard run SPEC`: the wizard only wrote the file it reads.
-    from wizard.commands.run import run_spec_file
+    from wizard.engine.runner import train_file
 
-    return int(run_spec_file(str(path)) or 0)
+    train_file(str(path))
+    return 0

@@ -14,10 +14,10 @@ def _first_comment(path) -> str:
 
 
 def run(args) -> int:
-    from wizard.ui import make_console
     from rich.table import Table
 
     from wizard.catalog import load_catalog, recipe_files
+    from wizard.ui import make_console
 
     console = make_console()
     if not args.models:

@@ -6,6 +6,7 @@ explicit choice (--host 0.0.0.0, e.g. inside a container with -p 8000:8000).
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import sys
 
@@ -41,7 +42,7 @@ def check_port(host: str, port: int) -> None:
 def banner(name: str, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/v1"
-    body = '{"model": "%s", "messages": [{"role": "user", "content": "Who are you?"}]}' % name
+    body = json.dumps({"model": name, "messages": [{"role": "user", "content": "Who are you?"}]})
     lines = [f"serving {name} at {url} (OpenAI-compatible; Ctrl-C stops it)",
              f"  try: curl {url}/chat/completions -H 'Content-Type: application/json' -d '{body}'",
              f"  or any OpenAI client with base_url={url!r}, api_key='unused', model={name!r}"]
@@ -54,13 +55,13 @@ def banner(name: str, host: str, port: int) -> str:
 def run(args) -> int:
     import uvicorn
 
-    from wizard.commands.chat import load
-    from wizard.export.server import create_app
+    from wizard.inference.loading import load_quietly
+    from wizard.inference.server import create_app
 
     if args.max_new_tokens_limit < 1:
         raise UserError(f"--max-new-tokens-limit {args.max_new_tokens_limit}: must be at least 1")
     check_port(args.host, args.port)  # before loading, so a taken port fails in a second, not a minute
-    loaded = load(args.ref)
+    loaded = load_quietly(args.ref)
     name = args.model_name or loaded.name
     app = create_app(loaded, max_tokens_limit=args.max_new_tokens_limit, model_name=name)
     print(banner(name, args.host, args.port), flush=True)

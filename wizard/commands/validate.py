@@ -12,8 +12,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from wizard.ui import make_console
     from rich.table import Table
+
+    from wizard.ui import make_console
 
     spec = specmod.load(args.spec, args.overrides)
     from wizard.data.load import load_examples
@@ -32,9 +33,8 @@ def run(args) -> int:
         console.print(f"warning: {w}")
     if args.no_tokens:
         return 0
-    from wizard.engine.loader import load_tokenizer
-    from wizard.engine.model_source import resolve
     from wizard.data.render import ensure_chat_template, tokenize_sft
+    from wizard.model_source import load_tokenizer, resolve
 
     tok = load_tokenizer(resolve(spec.model.id, spec.model.hub, spec.model.revision), spec.model.trust_remote_code)
     warning = ensure_chat_template(tok)

@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
 
 
 def check_run_dir(path: str) -> Path:
-    from wizard.engine import run_folder as rf
+    from wizard import run_folder as rf
 
     p = Path(path)
     if rf.is_run_dir(p):
@@ -103,7 +103,7 @@ def _follow_live(follower, interval: float) -> int:
 
 
 def _follow_plain(follower, interval: float) -> int:
-    from wizard.engine.reporting import format_log_line
+    from wizard.monitor.reporting import format_log_line
 
     out = sys.stdout
     st = follower.poll()

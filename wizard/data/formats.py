@@ -9,8 +9,9 @@ A converter checks the whole row and raises RowError with every problem it found
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from wizard.data.readers import a_type
 
@@ -29,7 +30,7 @@ class RowError(Exception):
 class _Check:
     """Problems of one row, gathered so a row with three mistakes is reported once, with all three."""
 
-    def __init__(self, fmt: "Format"):
+    def __init__(self, fmt: Format):
         self.fmt = fmt
         self.problems: list[str] = []
         self.dropped_turn = False  # a bad turn was left out: the turn order can no longer be judged
@@ -49,7 +50,7 @@ class _Check:
             return None
         return row[key]
 
-    def text(self, row: dict, key: str, optional: bool = False) -> Optional[str]:
+    def text(self, row: dict, key: str, optional: bool = False) -> str | None:
         v = self.field(row, key, optional)
         if v is None or isinstance(v, str):
             return v
@@ -63,10 +64,10 @@ class Format:
     task: str  # "sft" or "dpo"
     needs: tuple[str, ...]
     optional: tuple[str, ...]
-    convert: Callable[[dict, "_Check"], dict]
+    convert: Callable[[dict, _Check], dict]
     # A preference format whose rows also hold a complete SFT conversation (messages + rejected_response):
     # an SFT run can use it, ignoring the rejected answer.
-    sft_base: Optional[str] = None
+    sft_base: str | None = None
 
     def describe(self) -> str:
         extra = f" (optional: {', '.join(self.optional)})" if self.optional else ""
@@ -284,7 +285,7 @@ SFT = {f.name: f for f in (
 
 # ------------------------------------------------------------------ preference formats
 
-def _pref(prompt: Optional[list[dict]], chosen: list[dict], rejected: list[dict], c: _Check) -> dict:
+def _pref(prompt: list[dict] | None, chosen: list[dict], rejected: list[dict], c: _Check) -> dict:
     if prompt is None:  # missing: already reported
         prompt = []
     elif not prompt:
@@ -361,7 +362,7 @@ NAMED = {
 }
 
 
-def detect(keys: set[str], task: str) -> tuple[Optional[Format], Optional[Format]]:
+def detect(keys: set[str], task: str) -> tuple[Format | None, Format | None]:
     """(format for this task, a format of the other task that fits) from the keys the rows hold."""
     mine, other = (SFT, DPO) if task == "sft" else (DPO, SFT)
     found = next((f for f in mine.values() if set(f.needs) <= keys), None)

@@ -14,7 +14,6 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlparse
 
 from wizard.data.readers import Problems, Row, read_folder
@@ -36,7 +35,7 @@ def which_hub(hub: str) -> str:
     return hub
 
 
-def sample_indices(n: int, k: Optional[int], seed: int) -> list[int]:
+def sample_indices(n: int, k: int | None, seed: int) -> list[int]:
     """Row indices for `id#k`, the same for the same seed. Asking for more rows than there are repeats
     the rows (ms-swift does the same: `self-cognition#500` on a 108-row set is the usual way to weight it)."""
     if k is None or n == 0:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from wizard.data.formats import DPO, NAMED, SFT, Format, RowError, detect, known_formats
 from wizard.data.hub import load_hub, looks_like_hub_id, sample_indices
@@ -25,10 +24,10 @@ class SourceReport:
     path: str
     role: str  # "train" or "eval"
     format: str  # the detected (or named) format, e.g. "alpaca", "messages+rejected_response"
-    hub: Optional[str]  # None for a local file, else "huggingface" / "modelscope"
+    hub: str | None  # None for a local file, else "huggingface" / "modelscope"
     rows_read: int  # rows in the file (or the hub split)
     rows_used: int  # examples this source gives
-    sample: Optional[int] = None  # N of `path#N`, when sampled
+    sample: int | None = None  # N of `path#N`, when sampled
 
 
 @dataclass
@@ -91,7 +90,7 @@ def _split(train: list[dict], share: float, seed: int, report: DataReport) -> tu
             [ex for i, ex in enumerate(train) if i in chosen])
 
 
-def _read(src, role: str, seed: int, problems: Problems) -> tuple[list[Row], int, Optional[str], bool]:
+def _read(src, role: str, seed: int, problems: Problems) -> tuple[list[Row], int, str | None, bool]:
     """(rows, rows before sampling, hub or None, already sampled)."""
     path = Path(src.path).expanduser()
     if path.exists() or src.hub == "local" or not looks_like_hub_id(src.path):
@@ -163,7 +162,7 @@ def _load_source(src, role: str, data_spec, task: str, seed: int, problems: Prob
     return examples
 
 
-def _rename(rows: list[Row], src, problems: Problems) -> Optional[list[Row]]:
+def _rename(rows: list[Row], src, problems: Problems) -> list[Row] | None:
     present = set().union(*(r.value.keys() for r in rows))
     missing = [k for k in src.columns if k not in present]
     if missing:
@@ -174,7 +173,7 @@ def _rename(rows: list[Row], src, problems: Problems) -> Optional[list[Row]]:
 
 
 def _choose_format(src, data_spec, task: str, keys: set[str], report: DataReport,
-                   problems: Problems) -> Optional[Format]:
+                   problems: Problems) -> Format | None:
     named = src.format if src.format != "auto" else data_spec.format
     found = ", ".join(sorted(keys))
     fix_cols = "map your columns with `columns: {your_key: instruction, ...}` on the data source"

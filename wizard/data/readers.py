@@ -15,7 +15,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
             ".parquet": "parquet"}
@@ -95,7 +95,7 @@ def read_local(path: Path, label: str, problems: Problems, split: str = "train")
     return read_parquet(path, label, problems)
 
 
-def _sniff(path: Path) -> Optional[str]:
+def _sniff(path: Path) -> str | None:
     # A file without a known suffix (data.txt, data) is still readable when its content says what it is.
     with open(path, "rb") as f:
         head = f.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
@@ -150,7 +150,7 @@ def read_jsonl(path: Path, label: str, problems: Problems) -> list[Row]:
     return rows
 
 
-def _decode(path: Path, label: str, problems: Problems) -> Optional[str]:
+def _decode(path: Path, label: str, problems: Problems) -> str | None:
     data = path.read_bytes()
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:

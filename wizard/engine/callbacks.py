@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from wizard.engine import run_folder as rf
-from wizard.engine.reporting import Reporter, RunInfo
+from wizard import run_folder as rf
+from wizard.monitor.reporting import Reporter, RunInfo
 
 # Trainer log keys -> metrics.jsonl keys. DPO keys (rewards/*, logps/*) pass through unchanged.
 _RENAME = {"learning_rate": "lr"}

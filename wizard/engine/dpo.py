@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from statistics import mean
-from typing import Optional
 
 import torch
 
@@ -49,7 +48,7 @@ def pair_passes(spec, n_pairs: int) -> float:
     return float(t.epochs)
 
 
-def dpo_config(spec, args, precompute_ref: Optional[bool] = None):
+def dpo_config(spec, args, precompute_ref: bool | None = None):
     """The TrainingArguments the runner built, as a DPOConfig with the spec's dpo section.
 
     `precompute_ref`: compute the reference log-probabilities once before training. That costs one forward pass
@@ -121,7 +120,7 @@ class Limits:
     total: int       # data.max_length
 
     @classmethod
-    def of(cls, spec) -> "Limits":
+    def of(cls, spec) -> Limits:
         return cls(spec.dpo.max_prompt_length, spec.dpo.max_completion_length, spec.data.max_length)
 
     def fit(self, n_prompt: int, n_chosen: int, n_rejected: int) -> tuple[int, int, int]:

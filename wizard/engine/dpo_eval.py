@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import torch
 
@@ -33,9 +33,9 @@ def _pairs(pairs) -> list[dict]:
 def load_run(run_dir: str | Path):
     """(model, tokenizer) of a DPO run: its adapter on the base, plus the reference adapter when the run
     started from an SFT run (loaded under the name TRL used, so `reference()` finds it)."""
-    from wizard.engine import run_folder as rf
+    from wizard import run_folder as rf
     from wizard.engine.loader import adapter_dir
-    from wizard.infer import load_for_inference
+    from wizard.inference.loading import load_for_inference
     from wizard.spec import load
 
     run_dir = Path(run_dir)
@@ -133,7 +133,7 @@ def greedy_answers(model, tokenizer, prompts: Iterable[list[dict]], max_new_toke
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wizard.engine.dpo_eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="a finished DPO run folder")
     ap.add_argument("pairs", help="held-out preference pairs (a JSONL file)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
 import torch
 
 from wizard.catalog import default_targets, lookup
@@ -79,15 +80,6 @@ def _is_linear(mod) -> bool:
     if isinstance(mod, torch.nn.Linear):
         return True
     return type(mod).__name__ in ("Linear4bit", "Linear8bitLt", "Conv1D")
-
-
-def load_tokenizer(path: Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool):

@@ -10,12 +10,11 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Optional
 
+from wizard import run_folder as rf
 from wizard import spec as specmod
-from wizard.engine import run_folder as rf
-from wizard.engine.reporting import PlainReporter, Reporter, RunInfo
 from wizard.errors import SpecError
+from wizard.monitor.reporting import PlainReporter, Reporter, RunInfo
 from wizard.spec import RunSpec
 
 
@@ -72,7 +71,7 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def train(spec: RunSpec, resume: Optional[str] = None, reporter: Optional[Reporter] = None,
+def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = None,
           reporter_factory=None) -> Path:
     """Train `spec`; returns the run folder. Raises UserError on bad input."""
     from wizard.data.load import load_examples
@@ -119,8 +118,8 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
 
     from wizard.engine import loader
     from wizard.engine.callbacks import RunFolderCallback, peak_memory_gb
-    from wizard.engine.model_source import resolve
     from wizard.engine.training_args import build_args, choose_gradient_checkpointing
+    from wizard.model_source import load_tokenizer, resolve
 
     log = logging.getLogger("wizard.run")
     set_seed(spec.train.seed)
@@ -141,7 +140,7 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
     })
     events(f"loading {spec.model.id} ...")
     model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
-    tokenizer = loader.load_tokenizer(model_path, spec.model.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, spec.model.trust_remote_code)
     from wizard.data.render import ensure_chat_template
 
     warning = ensure_chat_template(tokenizer)
@@ -209,7 +208,7 @@ def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, st
     return run_dir
 
 
-def _loss_plot(run_dir: Path, events) -> Optional[Path]:
+def _loss_plot(run_dir: Path, events) -> Path | None:
     from wizard.monitor.plots import save_loss_plot
 
     try:
@@ -217,3 +216,13 @@ def _loss_plot(run_dir: Path, events) -> Optional[Path]:
     except Exception as exc:  # a plot must never fail a finished run
         events(f"loss.png not written: {exc}", "warning")
         return None
+
+
+def train_file(path, overrides=None, resume=None, plain: bool = False) -> Path:
+    """`tune-wizard run SPEC` and the wizard's "Start training now?": the spec file is all they share."""
+    from functools import partial
+
+    from wizard.monitor.live import make_reporter
+
+    spec = specmod.load(path, overrides or [])
+    return train(spec, resume=resume, reporter_factory=partial(make_reporter, plain=plain))

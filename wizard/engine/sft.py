@@ -8,7 +8,7 @@ checkpoints, schedules and resume, which the HF Trainer does well.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import Trainer

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
+
 
 def choose_gradient_checkpointing(spec, model_path: Path) -> tuple[bool, str]:
     """`auto`: off when the memory estimate without it fits the GPU's free memory with headroom, since

@@ -1,5 +1,4 @@
-"""After training: chat with a run, merge its adapter, write GGUF files, serve an OpenAI-compatible API.
+"""After training: merge a run's adapter into its base (`merge.py`) and write GGUF files (`gguf_*.py`).
 
-Every part loads the model through wizard.infer.load_for_inference, so chat, serve and the exports see
-the same weights the same way (a QLoRA adapter always on the base in 16/32-bit, never on 4-bit weights).
+Both load the model through wizard.inference.loading, so the exports see the weights the way chat and serve do.
 """

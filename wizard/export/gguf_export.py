@@ -5,9 +5,8 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Optional
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.errors import UserError
 from wizard.export.gguf_writer import FILE_TYPES, Meta, write_gguf
 
@@ -15,7 +14,7 @@ from wizard.export.gguf_writer import FILE_TYPES, Meta, write_gguf
 _CARRIED = ("organization", "license", "languages")
 
 
-def _source_gguf(folder: Path) -> Optional[Path]:
+def _source_gguf(folder: Path) -> Path | None:
     """The GGUF file a cached model folder was converted from (model_source.gguf_to_folder notes it)."""
     try:
         path = Path(json.loads((Path(folder) / "source.json").read_text())["gguf"])
@@ -44,7 +43,7 @@ def _slug(text: str) -> str:
 
 def describe(ref: str) -> tuple[Meta, Path]:
     """general.* metadata for `ref`, and the folder its base model was loaded from."""
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     p = Path(ref)
     if rf.is_run_dir(p):
@@ -76,11 +75,11 @@ def default_path(ref: str, meta: Meta, ftype: str, size_label: str) -> Path:
     return (Path(ref) if rf.is_run_dir(Path(ref)) else Path.cwd()) / fname
 
 
-def export_gguf(ref: str, ftype: str, out: Optional[Path] = None, force: bool = False, log=print) -> Path:
+def export_gguf(ref: str, ftype: str, out: Path | None = None, force: bool = False, log=print) -> Path:
     import gguf
     import torch
 
-    from wizard.infer import load_for_inference
+    from wizard.inference.loading import load_for_inference
 
     if ftype not in FILE_TYPES:
         raise UserError(f"--gguf {ftype}: expected one of {', '.join(FILE_TYPES)}")

@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
-from typing import Optional
 
 import gguf
 
@@ -49,11 +48,11 @@ class Vocab:
     pre: str
     tokens: list[str]
     types: list[int]
-    special: "gguf.SpecialVocab"
+    special: gguf.SpecialVocab
     add_prefix_space: bool = False
 
 
-def _split_regex(state: dict) -> Optional[str]:
+def _split_regex(state: dict) -> str | None:
     """The regex of a `Split, then ByteLevel without its own regex` pre-tokenizer, the llama-3/qwen2 shape."""
     pre = state.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
@@ -64,7 +63,7 @@ def _split_regex(state: dict) -> Optional[str]:
     return (steps[0].get("pattern") or {}).get("Regex")
 
 
-def pre_tokenizer(tokenizer, fallback: Optional[str] = None) -> str:
+def pre_tokenizer(tokenizer, fallback: str | None = None) -> str:
     chkhsh = sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
     if chkhsh in KNOWN_PRE:
         return KNOWN_PRE[chkhsh]
@@ -101,7 +100,7 @@ def _looks_special(token: str) -> bool:
             or (token.startswith("<｜") and token.endswith("｜>")) or (token.startswith("<unused") and token.endswith(">")))
 
 
-def build_vocab(tokenizer, model_config, vocab_size: int, fallback_pre: Optional[str] = None) -> Vocab:
+def build_vocab(tokenizer, model_config, vocab_size: int, fallback_pre: str | None = None) -> Vocab:
     state = _backend_state(tokenizer)
     if not _is_byte_level_bpe(state):
         raise UserError("the built-in GGUF writer handles byte-level BPE tokenizers (Llama 3, Qwen2, SmolLM); "
@@ -146,7 +145,7 @@ def build_vocab(tokenizer, model_config, vocab_size: int, fallback_pre: Optional
     return Vocab(pre, tokens, types, special, _adds_prefix_space(state))
 
 
-def add_vocab(writer: "gguf.GGUFWriter", vocab: Vocab) -> None:
+def add_vocab(writer: gguf.GGUFWriter, vocab: Vocab) -> None:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)

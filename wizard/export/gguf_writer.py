@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
 
 import gguf
 import numpy as np
@@ -35,10 +35,10 @@ _EMBED = {"f16": QT.F16, "q8_0": QT.Q8_0, "q4_0": QT.Q8_0}
 class Meta:
     """general.* metadata: names as llama.cpp's converter writes them, plus what a source GGUF carried."""
     name: str
-    basename: Optional[str] = None
-    finetune: Optional[str] = None
+    basename: str | None = None
+    finetune: str | None = None
     extra: dict = field(default_factory=dict)   # organization, license, languages from the source GGUF
-    fallback_pre: Optional[str] = None            # tokenizer.ggml.pre of the source GGUF
+    fallback_pre: str | None = None            # tokenizer.ggml.pre of the source GGUF
 
 
 def check_arch(config) -> str:
@@ -62,7 +62,7 @@ def head_dim(config) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
-def add_hparams(writer: "gguf.GGUFWriter", config, model_type: str) -> list[tuple[str, np.ndarray]]:
+def add_hparams(writer: gguf.GGUFWriter, config, model_type: str) -> list[tuple[str, np.ndarray]]:
     """Architecture metadata; returns extra tensors llama.cpp expects (llama3 rope factors)."""
     writer.add_block_count(config.num_hidden_layers)
     writer.add_context_length(config.max_position_embeddings)
@@ -122,7 +122,7 @@ def llama3_rope_factors(theta: float, dim: int, scaling: dict) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def permute_qk(w: torch.Tensor, n_head: int, n_head_kv: Optional[int]) -> torch.Tensor:
+def permute_qk(w: torch.Tensor, n_head: int, n_head_kv: int | None) -> torch.Tensor:
     """llama.cpp's LlamaModel.permute: HF's rotate-half rope layout to llama.cpp's interleaved one."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
@@ -151,7 +151,7 @@ def plan_tensors(model, model_type: str) -> Iterator[tuple[str, str, torch.Tenso
         yield f"{gguf_base}.{suffix}", hf_name, tensor
 
 
-def tensor_type(gguf_name: str, shape: tuple, ftype: str) -> "gguf.GGMLQuantizationType":
+def tensor_type(gguf_name: str, shape: tuple, ftype: str) -> gguf.GGMLQuantizationType:
     if len(shape) <= 1 or gguf_name.endswith("_norm.weight"):
         return QT.F32
     wanted = _EMBED[ftype] if gguf_name.split(".")[0] in ("token_embd", "output") else _MAIN[ftype]
@@ -210,7 +210,7 @@ def write_gguf(model, tokenizer, path: Path, ftype: str, meta: Meta, log=print) 
         writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for i, (g, _, t, qt) in enumerate(plan, 1):
+        for i, (_, _, t, qt) in enumerate(plan, 1):
             writer.write_tensor_data(encode(t, qt))
             if i % 50 == 0 or i == len(plan):
                 log(f"  {i}/{len(plan)} tensors written")

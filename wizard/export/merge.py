@@ -12,11 +12,10 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.errors import UserError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -39,7 +38,7 @@ def auto_dtype(ref: str) -> str:
     """The base model's own precision (from its config), so a bf16 model stays bf16 and fp32 stays fp32."""
     from transformers import AutoConfig
 
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import resolve
 
     p = Path(ref)
     if rf.is_run_dir(p):
@@ -57,10 +56,10 @@ def auto_dtype(ref: str) -> str:
     return _NAMES.get(dtype, "bf16")
 
 
-def merge_run(ref: str, out: Optional[Path] = None, dtype: str = "auto", force: bool = False,
+def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: bool = False,
               log=print) -> Path:
     """Write the merged model of run folder `ref` to `out` (default RUN_DIR/merged); return the folder."""
-    from wizard.infer import load_for_inference
+    from wizard.inference.loading import load_for_inference
 
     run_dir = Path(ref)
     if not rf.is_run_dir(run_dir):

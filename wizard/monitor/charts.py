@@ -7,7 +7,7 @@ fixed-height panel and a snapshot test need.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 
@@ -51,7 +51,7 @@ class EmaTracker:
         self.weight = weight
         self.acc = self.norm = 0.0
 
-    def push(self, v) -> Optional[float]:
+    def push(self, v) -> float | None:
         if v is None or not (v == v and v - v == 0):  # None, NaN, inf
             return None
         w = self.weight
@@ -60,7 +60,7 @@ class EmaTracker:
         return self.acc / self.norm
 
 
-def ema(values: Sequence[Optional[float]], weight: Optional[float] = None) -> list[Optional[float]]:
+def ema(values: Sequence[float | None], weight: float | None = None) -> list[float | None]:
     """Debiased EMA of a whole series; non-finite inputs give None and do not move it."""
     w = smoothing_weight(sum(1 for v in values if finite(v))) if weight is None else weight
     tracker = EmaTracker(w)
@@ -76,7 +76,7 @@ class Decimator:
         self.size = 1          # rows per bucket
         self.buckets: list[list] = []   # [first_step, last_step, lo, hi, ema, n_bad, count]
 
-    def add(self, step: float, v, m: Optional[float]) -> None:
+    def add(self, step: float, v, m: float | None) -> None:
         b = self.buckets[-1] if self.buckets else None
         if b is None or b[6] >= self.size:
             b = [step, step, math.inf, -math.inf, None, 0, 0]
@@ -107,7 +107,7 @@ class Decimator:
         self.size *= 2
 
     @classmethod
-    def of(cls, steps, losses, smooth, cap: int = 1024) -> "Decimator":
+    def of(cls, steps, losses, smooth, cap: int = 1024) -> Decimator:
         d = cls(cap)
         for s, v, m in zip(steps, losses, smooth):
             if finite(s):
@@ -115,7 +115,7 @@ class Decimator:
         return d
 
 
-def fmt_num(v: Optional[float], digits: int = 4) -> str:
+def fmt_num(v: float | None, digits: int = 4) -> str:
     if not finite(v):
         return "-"
     a = abs(v)
@@ -124,8 +124,8 @@ def fmt_num(v: Optional[float], digits: int = 4) -> str:
     return f"{v:.{digits}g}" if a >= 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".") or "0"
 
 
-def sparkline(values: Iterable[Optional[float]], width: int, lo: Optional[float] = None,
-              hi: Optional[float] = None) -> str:
+def sparkline(values: Iterable[float | None], width: int, lo: float | None = None,
+              hi: float | None = None) -> str:
     """The last `width` values as block characters, left-padded with spaces; a gap for missing values."""
     if width <= 0:
         return ""
@@ -147,7 +147,7 @@ def sparkline(values: Iterable[Optional[float]], width: int, lo: Optional[float]
     return " " * (width - len(out)) + "".join(out)
 
 
-def progress_bar(fraction: Optional[float], width: int) -> str:
+def progress_bar(fraction: float | None, width: int) -> str:
     """A bar of exactly `width` cells; eighths for the partly filled cell. Readable without colour."""
     if width <= 0:
         return ""
@@ -167,9 +167,9 @@ def _y_range(vals: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def loss_chart(steps: Sequence[float], losses: Sequence[Optional[float]], width: int, height: int,
-               evals: Sequence[tuple[float, float]] = (), weight: Optional[float] = None,
-               smooth: Optional[Sequence[Optional[float]]] = None) -> Text:
+def loss_chart(steps: Sequence[float], losses: Sequence[float | None], width: int, height: int,
+               evals: Sequence[tuple[float, float]] = (), weight: float | None = None,
+               smooth: Sequence[float | None] | None = None) -> Text:
     """Training loss (raw dots, EMA line) with eval points, as exactly `height` lines of `width` cells.
 
     The last line is the step axis. Non-finite losses are marked with × on the bottom plot row. Too
@@ -236,7 +236,8 @@ def chart_from_buckets(buckets: Sequence[list], width: int, height: int,
             dot(line, x, y)
         else:
             x0, y0 = prev
-            at = lambda xi: int(round(y0 + (y - y0) * (xi - x0) / (x - x0)))  # noqa: E731
+            def at(xi, x0=x0, y0=y0, x=x, y=y):
+                return int(round(y0 + (y - y0) * (xi - x0) / (x - x0)))
             for xi in range(x0 + 1, x + 1):  # a vertical run per column keeps steep drops connected
                 ya, yb = sorted((at(xi - 1), at(xi)))
                 for yy in range(ya, yb + 1):

@@ -12,17 +12,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import TextIO
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-from wizard.engine.reporting import PlainReporter, Reporter, RunInfo
 from wizard.monitor import panels
 from wizard.monitor.nvml import start_sampler
+from wizard.monitor.reporting import PlainReporter, Reporter, RunInfo
 from wizard.monitor.state import DashboardState
 from wizard.monitor.system import sample_system
-
 
 # Libraries whose loggers print straight to the terminal (transformers binds the real stderr when it is
 # imported, so Live's stdout/stderr redirection never sees those lines and they would tear the frame).
@@ -32,7 +31,7 @@ LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "trl", "datasets", "bit
 class _ToLogTail(logging.Handler):
     """Library warnings go to the dashboard's log tail while it is on screen."""
 
-    def __init__(self, reporter: "LiveReporter"):
+    def __init__(self, reporter: LiveReporter):
         super().__init__(level=logging.WARNING)
         self.reporter = reporter
 
@@ -54,7 +53,7 @@ class LiveReporter(Reporter):
     and their warnings shown in the log tail instead (file handlers, e.g. train.log, are left alone).
     """
 
-    def __init__(self, run_dir: str | Path | None = None, console: Optional[Console] = None, *,
+    def __init__(self, run_dir: str | Path | None = None, console: Console | None = None, *,
                  refresh_per_second: float = 1.0, sampler=None, gpu_period: float = 1.0,
                  sample_gpus: bool = True, capture_library_logs: bool = True):
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -68,7 +67,7 @@ class LiveReporter(Reporter):
         self.sampler = sampler
         self._own_sampler = sampler is None
         self._lock = threading.RLock()
-        self._live: Optional[Live] = None
+        self._live: Live | None = None
         self._closed = False
         self._last_system = 0.0
         self.capture_library_logs = capture_library_logs
@@ -120,7 +119,7 @@ class LiveReporter(Reporter):
         with self._lock:
             self.state.add_gpu_sample(row)
 
-    def frame(self, width: Optional[int] = None, height: Optional[int] = None) -> RenderableType:
+    def frame(self, width: int | None = None, height: int | None = None) -> RenderableType:
         """The current frame, built now (thread-safe). Default size: the console's, less one line."""
         t0 = time.perf_counter()
         now = time.time()
@@ -198,15 +197,16 @@ def wants_live(stream: TextIO) -> bool:
         return False
 
 
-def make_reporter(run_dir: str | Path | None, stream: Optional[TextIO] = None, **live_options) -> Reporter:
-    """LiveReporter on a terminal, PlainReporter otherwise (pipes, nohup, CI, TERM=dumb,
-    TUNE_WIZARD_PLAIN=1). NO_COLOR keeps the dashboard but drops its colours.
+def make_reporter(run_dir: str | Path | None, stream: TextIO | None = None, plain: bool = False,
+                  **live_options) -> Reporter:
+    """LiveReporter on a terminal, PlainReporter when asked (`--plain`) or otherwise (pipes, nohup, CI,
+    TERM=dumb, TUNE_WIZARD_PLAIN=1). NO_COLOR keeps the dashboard but drops its colours.
 
     The PlainReporter does not sample GPUs: the engine starts `start_sampler(run_dir)` itself in that case
     (starting it in both places is harmless: one sampler per run folder is shared).
     """
     stream = stream or sys.stdout
-    if not wants_live(stream):
+    if plain or not wants_live(stream):
         return PlainReporter(stream)
     no_color = os.environ.get("NO_COLOR", "") != ""
     console = Console(file=stream, force_terminal=True, no_color=no_color,

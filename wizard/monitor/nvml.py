@@ -12,10 +12,10 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 
 HISTORY = 240  # samples kept in memory for sparklines (4 minutes at 1 s)
 
@@ -30,7 +30,7 @@ def throttle_names(mask: int) -> list[str]:
     return [name for bit, name in _THROTTLE_BITS if mask & bit]
 
 
-def _visible_filter() -> Optional[list[str]]:
+def _visible_filter() -> list[str] | None:
     """CUDA_VISIBLE_DEVICES as a list of tokens (indices or GPU-UUIDs), or None when unset.
 
     NVML ignores that variable and lists every GPU of the host; on a shared machine the panel should show
@@ -75,11 +75,11 @@ class _Nvml:
             return None
         return value.decode() if isinstance(value, bytes) else value
 
-    def _mem_total(self, h) -> Optional[float]:
+    def _mem_total(self, h) -> float | None:
         info = self._call(self.nv.nvmlDeviceGetMemoryInfo, h)
         return round(info.total / 2**30, 2) if info is not None else None
 
-    def _power_limit(self, h) -> Optional[float]:
+    def _power_limit(self, h) -> float | None:
         mw = self._call(self.nv.nvmlDeviceGetEnforcedPowerLimit, h)
         return round(mw / 1000.0, 1) if mw is not None else None
 
@@ -114,7 +114,7 @@ class _Nvml:
             pass
 
 
-def probe() -> tuple[Optional[_Nvml], Optional[str]]:
+def probe() -> tuple[_Nvml | None, str | None]:
     """An initialised NVML reader, or None and one line saying why not."""
     try:
         import pynvml  # noqa: F401
@@ -137,9 +137,9 @@ def probe() -> tuple[Optional[_Nvml], Optional[str]]:
 class Sampler:
     """Samples every `period` seconds on a daemon thread; appends to gpu.jsonl and keeps recent history."""
 
-    unavailable_reason: Optional[str] = None
+    unavailable_reason: str | None = None
 
-    def __init__(self, reader: _Nvml, path: Optional[Path], period: float = 1.0):
+    def __init__(self, reader: _Nvml, path: Path | None, period: float = 1.0):
         self.reader = reader
         self.path = path
         self.period = period
@@ -150,7 +150,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="tune-wizard-nvml", daemon=True)
         self.errors = 0
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         self.sample_once()  # the first frame already has a GPU row
         self._thread.start()
         return self
@@ -162,10 +162,10 @@ class Sampler:
         for row in rows:  # a late listener still gets the history for its sparklines
             fn(row)
 
-    def latest(self) -> Optional[dict]:
+    def latest(self) -> dict | None:
         return self.history[-1] if self.history else None
 
-    def sample_once(self) -> Optional[dict]:
+    def sample_once(self) -> dict | None:
         try:
             row = {"time": round(time.time(), 3), "gpus": self.reader.sample()}
         except Exception:  # noqa: BLE001 - a GPU fell off the bus; keep training, keep trying
@@ -207,7 +207,7 @@ class NullSampler:
 
     history: deque
 
-    def __init__(self, reason: str, path: Optional[Path] = None):
+    def __init__(self, reason: str, path: Path | None = None):
         self.unavailable_reason = reason
         self.history = deque()
         self.running = False

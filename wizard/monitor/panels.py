@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Optional
 
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
@@ -16,9 +15,9 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from wizard.engine.reporting import fmt_duration
 from wizard.monitor import charts
 from wizard.monitor.charts import finite, fmt_num
+from wizard.monitor.reporting import fmt_duration
 from wizard.monitor.state import DashboardState
 
 STATUS_STYLE = {"running": "blue", "starting": "blue", "finished": "green", "failed": "red",
@@ -78,7 +77,7 @@ def _fixed(v, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if finite(v) else "-"
 
 
-def _ago(seconds: Optional[float]) -> str:
+def _ago(seconds: float | None) -> str:
     if seconds is None:
         return ""
     s = int(seconds)
@@ -217,7 +216,7 @@ def _gpu_rows(g: dict, hist: dict, iw: int, compact: bool) -> list[Text]:
     return [line1, line2]
 
 
-def gpu_panel_height(st: DashboardState, max_height: Optional[int] = None) -> tuple[int, bool]:
+def gpu_panel_height(st: DashboardState, max_height: int | None = None) -> tuple[int, bool]:
     """(height, compact) of the GPU/CPU panel within max_height."""
     if not st.gpus:
         return 5, False
@@ -227,7 +226,7 @@ def gpu_panel_height(st: DashboardState, max_height: Optional[int] = None) -> tu
     return len(st.gpus) + 2, True
 
 
-def gpu_panel(st: DashboardState, width: int, max_height: Optional[int] = None) -> Panel:
+def gpu_panel(st: DashboardState, width: int, max_height: int | None = None) -> Panel:
     iw = width - 4
     height, compact = gpu_panel_height(st, max_height)
     if not st.gpus:
@@ -329,7 +328,7 @@ def summary_panel(st: DashboardState, width: int) -> tuple[Panel, int]:
 
 
 # -- the frame -------------------------------------------------------------------------------------------
-def render(st: DashboardState, width: Optional[int] = None, height: Optional[int] = None) -> RenderableType:
+def render(st: DashboardState, width: int | None = None, height: int | None = None) -> RenderableType:
     """The whole dashboard at exactly width x (at most) height cells."""
     W, H = max(40, width or 100), max(8, height or 40)
     parts: list = [header_panel(st, W)]

@@ -5,13 +5,12 @@ Uses matplotlib's Agg canvas directly (no pyplot), so it never touches a display
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.monitor.charts import ema, finite, smoothing_weight
 
 
-def save_loss_plot(run_dir: str | Path, out: str | Path | None = None) -> Optional[Path]:
+def save_loss_plot(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     """Write RUN_DIR/loss.png (or `out`); None when metrics.jsonl has no loss to plot yet."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -13,12 +13,11 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
-from wizard.engine import run_folder as rf
-from wizard.engine.reporting import RunInfo
+from wizard import run_folder as rf
 from wizard.monitor import charts
 from wizard.monitor.charts import finite
+from wizard.monitor.reporting import RunInfo
 
 HISTORY = 240          # sparkline history (samples)
 EVENTS = 200           # log-tail lines kept
@@ -32,7 +31,7 @@ class Event:
     text: str
 
 
-def to_epoch(value) -> Optional[float]:
+def to_epoch(value) -> float | None:
     """state.json times may be epoch seconds or ISO strings; None when neither."""
     if finite(value):
         return float(value)
@@ -54,28 +53,28 @@ class DashboardState:
         self.status = "starting"
         self.message = ""
         self.step = 0
-        self.epoch: Optional[float] = None
-        self.started_at: Optional[float] = None
-        self.updated_at: Optional[float] = None
+        self.epoch: float | None = None
+        self.started_at: float | None = None
+        self.updated_at: float | None = None
         self.now = time.time()
         self.steps: list[float] = []
-        self.losses: list[Optional[float]] = []
+        self.losses: list[float | None] = []
         self.evals: list[tuple[float, float]] = []
         self.last: dict = {}                    # latest training row
-        self.row_time: Optional[float] = None   # wall time of that row
-        self.peak_mem_gb: Optional[float] = None
+        self.row_time: float | None = None   # wall time of that row
+        self.peak_mem_gb: float | None = None
         self.rewards: dict = {}                 # latest rewards/* values (DPO)
         self.margins: deque = deque(maxlen=HISTORY)
         self.accuracies: deque = deque(maxlen=HISTORY)
         self.events: deque = deque(maxlen=EVENTS)
         self.gpus: list[dict] = []
-        self.gpu_time: Optional[float] = None
+        self.gpu_time: float | None = None
         self.gpu_hist: dict[int, dict[str, deque]] = {}
-        self.gpu_reason: Optional[str] = None
-        self.system: Optional[dict] = None
+        self.gpu_reason: str | None = None
+        self.system: dict | None = None
         self.cpu_hist: deque = deque(maxlen=HISTORY)
         self.ram_hist: deque = deque(maxlen=HISTORY)
-        self.final: Optional[dict] = None
+        self.final: dict | None = None
         self._ema = charts.EmaTracker(-1.0)     # replaced with the right weight by the first loss
         self.smooth: list = []
         self.buckets = charts.Decimator()
@@ -84,7 +83,7 @@ class DashboardState:
         self.cache: dict = {}
 
     # -- feeding -------------------------------------------------------------------------------------
-    def start(self, info: RunInfo, now: Optional[float] = None) -> None:
+    def start(self, info: RunInfo, now: float | None = None) -> None:
         self.run_dir, self.name, self.model = str(info.run_dir), info.name, info.model
         self.task, self.method, self.device = info.task, info.method, info.device
         self.total_steps = info.total_steps or self.total_steps
@@ -92,7 +91,7 @@ class DashboardState:
         self.status = "running"
         self.started_at = self.started_at or (now or time.time())
 
-    def add_row(self, row: dict, now: Optional[float] = None) -> None:
+    def add_row(self, row: dict, now: float | None = None) -> None:
         self.version += 1
         step = row.get("step")
         if finite(step):
@@ -118,7 +117,7 @@ class DashboardState:
         if self.status == "starting":
             self.status = "running"
 
-    def add_event(self, text: str, level: str = "info", t: Optional[float] = None) -> None:
+    def add_event(self, text: str, level: str = "info", t: float | None = None) -> None:
         for line in str(text).splitlines() or [""]:
             self.events.append(Event(t or time.time(), level or "info", line))
 
@@ -201,7 +200,7 @@ class DashboardState:
     def done(self) -> bool:
         return self.status in DONE or self.final is not None
 
-    def elapsed(self) -> Optional[float]:
+    def elapsed(self) -> float | None:
         if self.final and finite(self.final.get("elapsed_s")):
             return float(self.final["elapsed_s"])
         running = not self.done
@@ -215,7 +214,7 @@ class DashboardState:
             return max(0.0, self.now - self.started_at)
         return None
 
-    def eta(self) -> Optional[float]:
+    def eta(self) -> float | None:
         if self.done:
             return 0.0 if self.status == "finished" else None
         eta = self.last.get("eta_s")
@@ -224,12 +223,12 @@ class DashboardState:
         since = (self.now - self.row_time) if self.row_time else 0.0
         return max(0.0, float(eta) - max(0.0, since))
 
-    def final_loss(self) -> Optional[float]:
+    def final_loss(self) -> float | None:
         if self.final and finite(self.final.get("final_loss")):
             return float(self.final["final_loss"])
         return next((v for v in reversed(self.losses) if finite(v)), None)
 
-    def best_eval(self) -> Optional[tuple[float, float]]:
+    def best_eval(self) -> tuple[float, float] | None:
         """(loss, step) of the best evaluation so far."""
         if self.final and finite(self.final.get("best_eval_loss")):  # the engine's word is final
             best = float(self.final["best_eval_loss"])
@@ -240,12 +239,12 @@ class DashboardState:
         step, loss = min(self.evals, key=lambda e: e[1])
         return loss, step
 
-    def peak_memory(self) -> Optional[float]:
+    def peak_memory(self) -> float | None:
         if self.final and finite(self.final.get("peak_mem_gb")):
             return float(self.final["peak_mem_gb"])
         return self.peak_mem_gb
 
-    def stale_s(self) -> Optional[float]:
+    def stale_s(self) -> float | None:
         """Seconds since the watched run last wrote anything, when it says it is still running."""
         if self.source != "watch" or self.done:
             return None
@@ -262,7 +261,7 @@ _STEP_LINE = re.compile(r"^(step \d+/\S+\s|\[eval\] step )")  # per-step lines: 
 class _Tail:
     """New complete lines of a growing file, from a byte offset; a half-written last line waits."""
 
-    def __init__(self, path: Path, start_back: Optional[int] = None):
+    def __init__(self, path: Path, start_back: int | None = None):
         self.path = path
         self.offset = 0
         self.start_back = start_back  # on first read, skip to this many bytes before the end
@@ -304,7 +303,7 @@ def _jsonl(lines: list[str]) -> list[dict]:
     return out
 
 
-def parse_log_line(line: str) -> Optional[tuple[Optional[float], str, str]]:
+def parse_log_line(line: str) -> tuple[float | None, str, str] | None:
     """(time, level, text) of a train.log line; None for per-step lines."""
     m = _LOG_LINE.match(line)
     if m:
@@ -338,7 +337,7 @@ class RunFolderFollower:
         self.new_rows: list[dict] = []
         self.new_events: list[tuple[str, str]] = []
 
-    def poll(self, now: Optional[float] = None) -> DashboardState:
+    def poll(self, now: float | None = None) -> DashboardState:
         st = self.state
         st.now = now or time.time()
         if not self._spec_read:

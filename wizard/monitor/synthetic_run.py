@@ -1,6 +1,6 @@
 """A synthetic run fed to the reporter `make_reporter` picks: see the dashboard without training.
 
-    python -m wizard.monitor.demo RUN_DIR [--steps 20] [--delay 0.1] [--dpo] [--fail]
+    python -m wizard.monitor.synthetic_run RUN_DIR [--steps 20] [--delay 0.1] [--dpo] [--fail]
 
 It writes what the engine writes (state.json, metrics.jsonl, train.log) so `tune-wizard watch RUN_DIR`
 can follow it from another terminal, and the tests drive it in a real pseudo-terminal and through a pipe.
@@ -13,13 +13,13 @@ import random
 import time
 from pathlib import Path
 
-from wizard.engine import run_folder as rf
-from wizard.engine.reporting import RunInfo
+from wizard import run_folder as rf
 from wizard.monitor.live import make_reporter
+from wizard.monitor.reporting import RunInfo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m wizard.monitor.demo")
+    ap = argparse.ArgumentParser(prog="python -m wizard.monitor.synthetic_run")
     ap.add_argument("run_dir")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--delay", type=float, default=0.1, help="seconds between logging steps")

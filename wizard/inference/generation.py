@@ -1,4 +1,4 @@
-"""One answer from a loaded model, with what chat and serve need beyond wizard.infer.generate.
+"""One answer from a loaded model, with what chat and serve need beyond wizard.inference.loading.generate.
 
 infer.generate returns text only. The chat has to stop an answer on Ctrl-C, and the server has to report
 token counts, honour stop strings and say why the answer ended, so this calls `model.generate` itself,
@@ -7,12 +7,12 @@ building the prompt the same way (infer.prompt_ids, the tokenizer's chat templat
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 
-from wizard.infer import Loaded, end_of_turn_ids, prompt_ids
+from wizard.inference.loading import Loaded, end_of_turn_ids, prompt_ids
 
 
 @dataclass
@@ -37,7 +37,7 @@ def count_prompt_tokens(loaded: Loaded, messages: list[dict]) -> int:
     return int(prompt_ids(loaded.tokenizer, messages).shape[1])
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> Optional[int]:
+def cut_at_stop(text: str, stop: Sequence[str]) -> int | None:
     """Index of the earliest stop string in `text`, or None."""
     found = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return min(found) if found else None
@@ -45,8 +45,8 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> Optional[int]:
 
 @torch.inference_mode()
 def answer(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256, temperature: float = 0.0,
-           top_p: float = 1.0, stop: Sequence[str] = (), streamer=None, cancel: Optional[threading.Event] = None,
-           seed: Optional[int] = None) -> Answer:
+           top_p: float = 1.0, stop: Sequence[str] = (), streamer=None, cancel: threading.Event | None = None,
+           seed: int | None = None) -> Answer:
     """Greedy when temperature is 0 (the same answer every time), else sampled with temperature and top_p."""
     from transformers import StoppingCriteriaList
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
-from wizard.export.generation import Answer, answer
-from wizard.infer import Loaded
+from wizard.inference.generation import Answer, answer
+from wizard.inference.loading import Loaded
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /exit"
 USER_PROMPT = "you> "
@@ -24,15 +24,15 @@ class Settings:
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 256
-    system: Optional[str] = None
+    system: str | None = None
 
 
 @dataclass
 class Conversation:
-    system: Optional[str] = None
+    system: str | None = None
     turns: list[dict] = field(default_factory=list)
 
-    def messages(self, user_text: Optional[str] = None) -> list[dict]:
+    def messages(self, user_text: str | None = None) -> list[dict]:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
         msgs += self.turns
         if user_text is not None:
@@ -41,7 +41,7 @@ class Conversation:
 
 
 def stream_answer(loaded: Loaded, messages: list[dict], settings: Settings,
-                  write: Callable[[str], None]) -> Optional[Answer]:
+                  write: Callable[[str], None]) -> Answer | None:
     """Print the answer as it is generated; None when Ctrl-C stopped it."""
     from transformers import TextIteratorStreamer
 

@@ -1,4 +1,4 @@
-"""The wizard's flow: the questions of wizard.questions in order, Rich panels between them, a spec at the end.
+"""The wizard's flow: the questions of wizard.init.questions in order, Rich panels between them, a spec at the end.
 
 One loop serves the three ways in: a person at a terminal, `--answers FILE` and `--defaults`. For each
 question an answers-file value wins, then `--defaults` (or a question the recommended settings cover)
@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from wizard import answers as A
-from wizard import questions as Qs
 from wizard.errors import UserError
-from wizard.wizard_context import Context
+from wizard.init import answers as A
+from wizard.init import questions as Qs
+from wizard.init.context import Context
+
 
 class CancelledAfterWrite(Exception):
     """Ctrl-C at "Start training now?": the spec is already written, so "nothing written" would be wrong."""
@@ -42,7 +43,7 @@ def fmt(v: Any) -> str:
 
 class Flow:
     def __init__(self, ctx: Context, console: Console, *, interactive: bool, use_defaults: bool,
-                 answers_file: Optional[str] = None):
+                 answers_file: str | None = None):
         self.ctx, self.console = ctx, console
         self.interactive, self.use_defaults = interactive, use_defaults
         self.source = answers_file or "answers file"
@@ -269,7 +270,7 @@ class Flow:
                                  title=str(a["dataset_path"]), title_align="left", expand=False))
 
     def summary(self, spec, spec_file: str, endpoint: str) -> None:
-        from wizard import spec_yaml
+        from wizard.spec import yaml_writer as spec_yaml
 
         self._header(8)
         t = Table(title="The run spec", title_justify="left", show_header=False, box=None, padding=(0, 2))
@@ -379,14 +380,14 @@ def choose_file(flow: Flow, path: Path) -> Path:
 
 
 def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_defaults: bool,
-               answers_file: Optional[str] = None) -> tuple[Path, bool]:
+               answers_file: str | None = None) -> tuple[Path, bool]:
     """Ask, summarise, write the spec. Returns (spec file, start training now?).
 
     KeyboardInterrupt before the write leaves nothing on disk; after it, CancelledAfterWrite says the file
     is there.
     """
-    from wizard import spec_yaml
     from wizard.spec import from_dict
+    from wizard.spec import yaml_writer as spec_yaml
 
     flow = Flow(ctx, console, interactive=interactive, use_defaults=use_defaults, answers_file=answers_file)
     flow.welcome()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -96,7 +96,7 @@ def comment_for(path: str) -> str:
     return (field.description or "") if field else ""
 
 
-def _sub_model(cls: type[BaseModel], name: str) -> Optional[type[BaseModel]]:
+def _sub_model(cls: type[BaseModel], name: str) -> type[BaseModel] | None:
     field = cls.model_fields.get(name)
     if field is None:
         return None

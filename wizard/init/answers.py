@@ -1,15 +1,15 @@
 """Answers, as typed or read from an answers file, turned into values and then into a RunSpec dict.
 
-wizard.questions says what is asked; this module says what an answer means. Nothing else writes spec keys.
+wizard.init.questions says what is asked; this module says what an answer means. Nothing else writes spec keys.
 """
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from wizard.questions import BY_ID, QUESTIONS, Question, check_targets, default, model_id, options, task_method
-from wizard.wizard_context import Context
+from wizard.init.context import Context
+from wizard.init.questions import BY_ID, QUESTIONS, Question, check_targets, default, model_id, options, task_method
 
 # Names other trainers (ms-swift, LLaMA-Factory, transformers) use for the same answers.
 ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "rank": "lora_r", "lora_rank": "lora_r",
@@ -21,7 +21,7 @@ ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "rank": "lora_r"
            "warmup": "warmup_ratio", "val_dataset_ratio": "eval_split", "split_dataset_ratio": "eval_split"}
 
 
-def nearest_id(name: str) -> Optional[str]:
+def nearest_id(name: str) -> str | None:
     if name.lower() in ALIASES:
         return ALIASES[name.lower()]
     got = difflib.get_close_matches(name, list(BY_ID), n=1, cutoff=0.4)
@@ -62,7 +62,7 @@ def coerce(q: Question, raw: Any, a: dict, ctx: Context) -> Any:
     return "" if raw is None else str(raw).strip()
 
 
-def check(q: Question, value: Any, a: dict, ctx: Context) -> Optional[str]:
+def check(q: Question, value: Any, a: dict, ctx: Context) -> str | None:
     if q.kind in ("text", "path") and value in ("", None) and not q.optional:
         return "an answer is needed here"
     if q.id == "target_modules":

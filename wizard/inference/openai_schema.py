@@ -7,13 +7,13 @@ and each problem must come back as {"error": {"message", "type", "param", "code"
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 ROLES = ("system", "developer", "user", "assistant")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None,
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  type_: str = "invalid_request_error"):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
@@ -32,7 +32,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     stop: list[str] = field(default_factory=list)
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 def _number(body: dict, key: str, default: float, low: float, high: float, low_open: bool = False) -> float:

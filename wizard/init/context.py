@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from wizard.catalog import CatalogModel, load_catalog, lookup
 
@@ -47,17 +47,17 @@ class Context:
     hardware: Any = None
     hubs: dict = field(default_factory=lambda: {"huggingface": False, "modelscope": False})
     hubs_checked: bool = False
-    disk_free_gb: Optional[float] = None
+    disk_free_gb: float | None = None
     cwd: Path = field(default_factory=Path.cwd)
     preset: dict = field(default_factory=dict)  # the answers file
-    out: Optional[Path] = None                  # --out
+    out: Path | None = None                  # --out
     no_start: bool = False
     notes: list = field(default_factory=list)   # what could not be checked, shown in the welcome panel
     _cache: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ probing
     @classmethod
-    def probe(cls, **kw) -> "Context":
+    def probe(cls, **kw) -> Context:
         ctx = cls(**kw)
         try:
             from wizard import hardware
@@ -87,7 +87,7 @@ class Context:
             return list(self.hardware.usable_gpus)
         return list(getattr(self.hardware, "gpus", None) or [])
 
-    def memory(self) -> tuple[Optional[float], str]:
+    def memory(self) -> tuple[float | None, str]:
         """(GiB available for training, what it is): GPU 0's free memory, else the available CPU RAM."""
         from wizard.estimate import available_memory
 
@@ -110,7 +110,7 @@ class Context:
         key = "hf" if hub == "huggingface" else "ms"
         return [m for m in load_catalog().values() if getattr(m, key)]
 
-    def shape(self, model_id: str) -> Optional[dict]:
+    def shape(self, model_id: str) -> dict | None:
         key = ("shape", model_id)
         remote = not lookup(model_id) and not Path(model_id).expanduser().exists()
         if remote and not any(self.hubs.values()):
@@ -129,7 +129,7 @@ class Context:
         return entry.context if entry else 4096
 
     def fits(self, model_id: str, method: str, max_length: int = 2048, batch_size: int = 1,
-             grad_ckpt: bool = True) -> Optional[bool]:
+             grad_ckpt: bool = True) -> bool | None:
         """Whether `method` fits this machine's memory (by default at a modest setting); None when unknown."""
         key = ("fits", model_id, method, max_length, batch_size, grad_ckpt)
         if key in self._cache:
@@ -186,14 +186,14 @@ class Context:
         self._cache = {k: v for k, v in self._cache.items() if k[0] != "hub_has"}
         return ok
 
-    def hub_has_model(self, hub: str, repo_id: str) -> Optional[bool]:
+    def hub_has_model(self, hub: str, repo_id: str) -> bool | None:
         """True/False when the hub answered; None when it could not be asked."""
         key = ("hub_has", hub, repo_id)
         if key not in self._cache:
             self._cache[key] = self._ask_hub(hub, repo_id)
         return self._cache[key]
 
-    def _ask_hub(self, hub: str, repo_id: str) -> Optional[bool]:
+    def _ask_hub(self, hub: str, repo_id: str) -> bool | None:
         if not self.hubs.get(hub):
             return None
         if hub == "huggingface":
@@ -267,7 +267,7 @@ class Context:
         return {p.stem: p for p in sorted(d.glob("*.jsonl")) if "heldout" not in p.stem} if d.is_dir() else {}
 
 
-def demo_recipe_settings() -> Optional[dict]:
+def demo_recipe_settings() -> dict | None:
     """The bundled demo's measured settings (recipes/demo.yaml), as wizard answers.
 
     Generic advice (r 8 on q/v, lr 2e-4, 3 epochs) does not teach a 135M model its new name in minutes on
@@ -275,6 +275,7 @@ def demo_recipe_settings() -> Optional[dict]:
     """
     try:
         import yaml
+
         from wizard.catalog import recipes_dir
 
         raw = yaml.safe_load((recipes_dir() / "demo.yaml").read_text(encoding="utf-8"))

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from wizard.engine import run_folder as rf
+from wizard import run_folder as rf
 from wizard.errors import UserError
 
 
@@ -20,7 +19,7 @@ class Loaded:
     tokenizer: object
     name: str                  # what to call it (run name or model id)
     base_id: str               # the base model id from the spec, or the model ref itself
-    adapter: Optional[Path]    # the adapter folder, when a LoRA/QLoRA run
+    adapter: Path | None    # the adapter folder, when a LoRA/QLoRA run
 
 
 def _run_spec(run_dir: Path):
@@ -29,7 +28,7 @@ def _run_spec(run_dir: Path):
     return specmod.load(run_dir / rf.SPEC)
 
 
-def load_for_inference(ref: str, dtype: Optional[torch.dtype] = None, merge: bool = False) -> Loaded:
+def load_for_inference(ref: str, dtype: torch.dtype | None = None, merge: bool = False) -> Loaded:
     """`ref`: a run folder (its adapter on its base model), or anything `model.id` accepts.
 
     A QLoRA adapter is applied to the base loaded in 16/32-bit, not 4-bit: the adapter was trained
@@ -38,8 +37,7 @@ def load_for_inference(ref: str, dtype: Optional[torch.dtype] = None, merge: boo
     from transformers import AutoModelForCausalLM
 
     from wizard.data.render import ensure_chat_template
-    from wizard.engine.loader import load_tokenizer
-    from wizard.engine.model_source import resolve
+    from wizard.model_source import load_tokenizer, resolve
 
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
@@ -127,3 +125,15 @@ def generate_batch(loaded: Loaded, conversations: list[list[dict]], max_new_toke
                          do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
                          eos_token_id=end_of_turn_ids(loaded))
     return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def load_quietly(ref: str) -> Loaded:
+    """The model for chat and serve; progress bars and warnings off, since stdout carries the answers."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    print(f"loading {ref} ...", file=sys.stderr, flush=True)
+    return load_for_inference(ref)

@@ -12,9 +12,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,14 +22,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wizard import __version__
-from wizard.export.generation import answer, count_prompt_tokens, cut_at_stop
-from wizard.export.openai_schema import ApiError, ChatRequest, parse_chat_request
-from wizard.infer import Loaded
+from wizard.inference.generation import answer, count_prompt_tokens, cut_at_stop
+from wizard.inference.loading import Loaded
+from wizard.inference.openai_schema import ApiError, ChatRequest, parse_chat_request
 
 _END = object()
 
 
-def create_app(loaded: Loaded, *, max_tokens_limit: int = 1024, model_name: Optional[str] = None) -> FastAPI:
+def create_app(loaded: Loaded, *, max_tokens_limit: int = 1024, model_name: str | None = None) -> FastAPI:
     name = model_name or loaded.name
     created = int(time.time())
     fingerprint = f"tune-wizard-{__version__}"
@@ -137,7 +137,7 @@ def create_app(loaded: Loaded, *, max_tokens_limit: int = 1024, model_name: Opti
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        def chunk(delta: dict, finish: Optional[str] = None, usage: Optional[dict] = None, choices=True) -> str:
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices=True) -> str:
             body = {"id": cid, "object": "chat.completion.chunk", "created": now, "model": name,
                     "system_fingerprint": fingerprint,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]

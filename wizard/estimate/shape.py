@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from wizard.catalog import default_targets, lookup
 from wizard.errors import ModelError
@@ -202,7 +203,7 @@ def shape_from_gguf(path: Path) -> Shape:
     return shape_from_config(cfg)
 
 
-def shape_for_model(model_id: str, hub: str = "auto", revision: Optional[str] = None) -> Shape:
+def shape_for_model(model_id: str, hub: str = "auto", revision: str | None = None) -> Shape:
     """A model's shape with no weights downloaded: a catalog entry, a local folder / config.json / .gguf,
     or the config.json alone from the hub."""
     entry = lookup(model_id)
@@ -226,7 +227,7 @@ def shape_for_model(model_id: str, hub: str = "auto", revision: Optional[str] = 
     return shape_from_config(_hub_config(model_id, hub, revision))
 
 
-def _hub_config(repo_id: str, hub: str, revision: Optional[str]) -> Any:
+def _hub_config(repo_id: str, hub: str, revision: str | None) -> Any:
     use_ms = hub == "modelscope" or (hub == "auto" and os.environ.get("USE_MODELSCOPE_HUB", "").lower() in ("1", "true"))
     try:
         if use_ms:

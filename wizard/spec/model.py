@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,9 +26,9 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     id: str = Field(description="catalog alias, Hugging Face id, ModelScope id, local folder or .gguf file")
     hub: Literal["auto", "huggingface", "modelscope", "local"] = "auto"
-    revision: Optional[str] = None
+    revision: str | None = None
     # A finished SFT run (or adapter folder) to start from; DPO uses it, SFT continues training it.
-    adapter: Optional[str] = None
+    adapter: str | None = None
     trust_remote_code: bool = False
 
 
@@ -37,7 +37,7 @@ class LoraSpec(_Strict):
     alpha: float = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     # "auto" takes the catalog's per-family default (q_proj/v_proj for Llama and Qwen, ...).
-    target_modules: Union[Literal["auto", "all-linear"], list[str]] = "auto"
+    target_modules: Literal["auto", "all-linear"] | list[str] = "auto"
 
     @field_validator("target_modules")
     @classmethod
@@ -64,10 +64,10 @@ class DatasetSource(_Strict):
     format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
     hub: Literal["auto", "huggingface", "modelscope", "local"] = "auto"
     split: str = "train"
-    subset: Optional[str] = None
+    subset: str | None = None
     # Rename source columns to the ones a format expects, e.g. {question: instruction, answer: output}.
     columns: dict[str, str] = Field(default_factory=dict)
-    sample: Optional[int] = Field(None, ge=1)
+    sample: int | None = Field(None, ge=1)
 
 
 class DataSpec(_Strict):
@@ -79,7 +79,7 @@ class DataSpec(_Strict):
     overflow: Literal["truncate", "drop"] = "truncate"
     eval_split: float = Field(0.0, ge=0, lt=1)
     packing: bool = False
-    system: Optional[str] = None
+    system: str | None = None
     # Train on the assistant turns only (the usual choice); False trains on the whole text.
     assistant_only_loss: bool = True
     max_errors: int = Field(20, ge=1)
@@ -128,8 +128,8 @@ class TrainSpec(_Strict):
     seed: int = 42
     logging_steps: int = Field(5, ge=1)
     save_steps: int = Field(100, ge=1)
-    save_total_limit: Optional[int] = Field(3, ge=1)
-    eval_steps: Optional[int] = Field(None, ge=1)
+    save_total_limit: int | None = Field(3, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
@@ -192,7 +192,7 @@ def _all_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic class that owns the field at `loc` (a validation error location)."""
     cls: Any = RunSpec
     for part in loc[:-1]:
@@ -253,8 +253,19 @@ def from_dict(raw: Any, source: str = "spec") -> RunSpec:
         raise SpecError(describe_errors(err, source)) from None
 
 
-def read_yaml(path: str | Path) -> dict:
+def locate(path: str | Path) -> Path:
+    """A spec file, or the name of a bundled recipe (`demo`, `demo-dpo.yaml`) when no such file exists here."""
     p = Path(path)
+    if p.is_file() or len(p.parts) != 1:
+        return p
+    from wizard.catalog import recipes_dir
+
+    bundled = recipes_dir() / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    return bundled if bundled.is_file() else p
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = locate(path)
     if not p.is_file():
         raise SpecError([f"{p}: no such file; write one with `tune-wizard init --out {p}` "
                          f"or pick a recipe from `tune-wizard recipes`"])
@@ -323,7 +334,8 @@ def _normalise_yaml_numbers(raw: Any) -> Any:
     return raw
 
 
-def load(path: str | Path, overrides: Optional[list[str]] = None) -> RunSpec:
+def load(path: str | Path, overrides: list[str] | None = None) -> RunSpec:
+    path = locate(path)
     raw = _normalise_yaml_numbers(read_yaml(path))
     if overrides:
         if not isinstance(raw, dict):

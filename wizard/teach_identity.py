@@ -1,6 +1,6 @@
 """`make demo`: teach the bundled model its new name and show the answers before and after.
 
-python -m wizard.demo [--set key=value ...] [--plain]
+python -m wizard.teach_identity [--set key=value ...] [--plain]
 """
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 
 from wizard.catalog import recipes_dir
 
@@ -21,7 +22,7 @@ def questions() -> list[str]:
 
 
 def ask_all(ref: str, qs: list[str]) -> list[str]:
-    from wizard.infer import generate_batch, load_for_inference
+    from wizard.inference.loading import generate_batch, load_for_inference
 
     loaded = load_for_inference(ref)
     return generate_batch(loaded, [[{"role": "user", "content": q}] for q in qs], max_new_tokens=48)
@@ -32,7 +33,7 @@ def mentions_tuna(answer: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wizard.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m wizard.teach_identity", description=__doc__)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--plain", action="store_true", help="no live dashboard")
     args = parser.parse_args(argv)
@@ -40,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries()
 
-    from wizard.ui import make_console
     from rich.table import Table
 
     from wizard import spec as specmod
-    from wizard.commands.run import _reporter_factory
     from wizard.engine.runner import train
     from wizard.errors import UserError
+    from wizard.monitor.live import make_reporter
+    from wizard.ui import make_console
 
     console = make_console()
     t0 = time.time()
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for q, a in zip(qs, before):
             console.print(f"[bold]Q:[/] {q}\n[dim]A:[/] {a}\n")
         console.rule("training (QLoRA, recipes/demo.yaml)")
-        run_dir = train(spec, reporter_factory=_reporter_factory(args.plain or not sys.stdout.isatty()))
+        run_dir = train(spec, reporter_factory=partial(make_reporter, plain=args.plain))
         console.rule("after: the same questions")
         after = ask_all(str(run_dir), qs)
     except UserError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Optional, TextIO
+from typing import TextIO
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Reporter:
     def close(self) -> None: ...
 
 
-def fmt_duration(seconds: Optional[float]) -> str:
+def fmt_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "--:--"
     s = int(round(seconds))

@@ -19,10 +19,11 @@ Sizes are GiB (2**30 bytes), as torch and nvidia-smi report them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
-from wizard.estimate_shape import Shape, as_shape, projections, shape_for_model, shape_from_config
+from wizard.estimate.shape import Shape, as_shape, projections, shape_for_model, shape_from_config
 
 __all__ = ["Breakdown", "Shape", "available_memory", "estimate", "estimate_for_spec", "method_table", "recommend",
            "shape_for_model", "shape_from_config", "verdict"]
@@ -57,7 +58,7 @@ class Breakdown:
     trainable: int                  # parameters that get gradients
     inputs: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    shape: Optional[Shape] = field(default=None, repr=False, compare=False)
+    shape: Shape | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -281,7 +282,7 @@ def _first_gpu(hardware):
     return gpus[0] if gpus else None
 
 
-def available_memory(hardware) -> tuple[Optional[float], str]:
+def available_memory(hardware) -> tuple[float | None, str]:
     """(GiB the run may use, what it is): GPU 0's free memory, else available CPU RAM."""
     gpu = _first_gpu(hardware)
     if gpu is not None:
@@ -308,7 +309,7 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
     base = dict(method=inp["method"], max_length=inp["max_length"], batch_size=inp["batch_size"],
                 grad_ckpt=inp["grad_ckpt"], **shape_free)
 
-    def saves(**change) -> Optional[float]:
+    def saves(**change) -> float | None:
         if b.shape is None:
             return None
         return b.total_gb - estimate(b.shape, **{**base, **change}).total_gb
@@ -334,11 +335,11 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
     return False, advice
 
 
-def _line(text: str, saved: Optional[float]) -> str:
+def _line(text: str, saved: float | None) -> str:
     return f"{text}: saves ~{saved:.1f} GiB" if saved and saved > 0.05 else text
 
 
-def method_table(shape: Shape | Mapping, available_gb: Optional[float] = None, **kw) -> list[dict]:
+def method_table(shape: Shape | Mapping, available_gb: float | None = None, **kw) -> list[dict]:
     """full / LoRA / QLoRA side by side for the same settings: one row each, parts in GiB."""
     kw.pop("method", None)
     rows = []

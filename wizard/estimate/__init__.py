@@ -1,0 +1,19 @@
+"""The memory and throughput model: a model's shape (`shape.py`), the memory breakdown of a run, the verdict
+against a GPU and `recommend()` (`memory.py`). The engine, `estimate`, `validate` and the wizard all ask here."""
+from wizard.estimate.memory import (
+                                    AUTO_CKPT_HEADROOM,
+                                    GIB,
+                                    PART_LABELS,
+                                    Breakdown,
+                                    available_memory,
+                                    estimate,
+                                    estimate_for_spec,
+                                    method_table,
+                                    recommend,
+                                    verdict,
+)
+from wizard.estimate.shape import Shape, shape_for_model, shape_from_config
+
+__all__ = ["AUTO_CKPT_HEADROOM", "GIB", "PART_LABELS", "Breakdown", "available_memory", "estimate",
+           "estimate_for_spec", "method_table", "recommend", "verdict", "Shape", "shape_for_model",
+           "shape_from_config"]
