@@ -5,8 +5,9 @@ The wheel itself is built and installed into a clean venv by .ci/wheel_check (CI
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from tests.conftest import ROOT
 from wizard.catalog import recipes_dir
