@@ -24,11 +24,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m wizard.teach_identity
 
+# Lint and the layer contracts first (seconds), then every test; the slowest 15 are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check wizard tests bench
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q --durations=15
 
+# The in-process tier: no training run, no subprocess, pseudo-terminal or server (a minute or two).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not process" --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

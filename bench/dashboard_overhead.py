@@ -111,6 +111,7 @@ def main() -> int:
 
     from wizard.monitor import panels
     from wizard.monitor.live import LiveReporter
+    from wizard.monitor.nvml import start_sampler
     from wizard.monitor.reporting import RunInfo
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,7 +143,8 @@ def main() -> int:
                 run_dir.mkdir()
                 sink = open(Path(tmp) / f"frames-{r}.ansi", "w", encoding="utf-8")
                 console = Console(file=sink, force_terminal=True, width=120, height=40, color_system="truecolor")
-                rep = LiveReporter(run_dir, console, refresh_per_second=args.refresh)
+                sampler = start_sampler(run_dir)  # as a run does: one sampler, handed to the dashboard
+                rep = LiveReporter(run_dir, console, refresh_per_second=args.refresh, sampler=sampler)
                 rep.on_start(RunInfo(run_dir=str(run_dir), name="bench", model=f"llama-{params / 1e6:.0f}M",
                                      task="sft", method="full", total_steps=total_steps,
                                      device=f"{device} ({gpu_name})" if gpu_name else device))
@@ -155,10 +157,11 @@ def main() -> int:
                     captured = _capture(rep, panels)
                 frames += rep.frames
                 build_s += rep.build_s
-                gpu_samples += len(rep.sampler.history) if rep.sampler is not None else 0
-                reason = rep.sampler.unavailable_reason if rep.sampler is not None else "no sampler"
+                gpu_samples += len(sampler.history)
+                reason = sampler.unavailable_reason
                 rep.on_end({"status": "finished", "message": "bench block done"})
                 rep.close()
+                sampler.stop()
                 sink.close()
 
     bare = [t for b in blocks["bare"] for t in b]

@@ -1,5 +1,6 @@
 """Shared fixtures: the repo root, a CLI runner in a subprocess, the bundled model's folder, a tiny
-Llama built from a config with the real tokenizer, a small identity dataset."""
+Llama built from a config with the real tokenizer, a small identity dataset; and the check that keeps the
+`process` marker true."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,52 @@ import pytest
 from tests.helpers import IDENTITY
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# `make test-fast` runs only the in-process tier (-m "not slow and not process"). The interpreter's audit events
+# see every process a test starts, through subprocess, pexpect's pty fork or a plain fork, so a test that starts
+# one without the `process` marker fails here instead of slowing that tier down unnoticed.
+PROCESS_EVENTS = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.system"}
+_started: list[str] = []
+
+
+# Libraries ask the system about itself with a quick process of their own (modelscope's user agent runs
+# `uname -p`, ctypes.util.find_library runs ldconfig or gcc), whenever a test happens to reach that code
+# first; those are not the processes this tier is about.
+LIBRARY_PROBES = {"uname", "ldconfig", "gcc", "cc", "ld", "objdump", "ldd", "lscpu", "nvidia-smi"}
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event not in PROCESS_EVENTS:
+        return
+    if event == "subprocess.Popen":
+        argv = args[1] if isinstance(args[1], (list, tuple)) else str(args[1]).split()
+        if argv and Path(str(argv[0])).name in LIBRARY_PROBES:
+            return
+        _started.append(f"{args[1]}"[:200])
+    else:
+        _started.append(event)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _no_unmarked_process(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _no_unmarked_process(item))
+
+
+def _no_unmarked_process(item):
+    _started.clear()
+    result = yield
+    if _started and item.get_closest_marker("process") is None:
+        pytest.fail(f"{item.nodeid} started a process ({_started[0]}) but is not marked `process`: add "
+                    "@pytest.mark.process (or a module pytestmark) so `make test-fast` leaves it out", pytrace=False)
+    return result
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:

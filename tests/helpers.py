@@ -29,3 +29,20 @@ def write_spec(path: Path, model: str, data_file: Path, out: Path, **over) -> Pa
     spec.update(over)
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
+
+
+class FixedGpuReader:
+    """A stand-in for the NVML reader (wizard.monitor.nvml.Sampler's `reader`), so the sampling thread itself
+    runs on a machine without GPUs: one GPU whose `util` counts the samples taken."""
+
+    def __init__(self):
+        self.calls = 0
+        self.shut = False
+
+    def sample(self):
+        self.calls += 1
+        return [{"index": 0, "name": "Test GPU", "util": self.calls, "mem_used_gb": 1.0, "mem_total_gb": 8.0,
+                 "temp_c": 40, "power_w": 50.0, "power_limit_w": 100.0, "sm_clock_mhz": 1000, "throttle": []}]
+
+    def shutdown(self):
+        self.shut = True

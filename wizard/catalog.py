@@ -31,9 +31,14 @@ class CatalogModel:
     bundled: dict | None = None
 
 
-@functools.lru_cache(maxsize=1)
 def load_catalog() -> dict[str, CatalogModel]:
-    raw = yaml.safe_load((recipes_dir() / "models.yaml").read_text(encoding="utf-8"))
+    return _read_catalog(recipes_dir())
+
+
+@functools.lru_cache(maxsize=4)
+def _read_catalog(folder: Path) -> dict[str, CatalogModel]:
+    # Keyed by the folder, so setting TUNE_WIZARD_RECIPES after a first lookup is obeyed.
+    raw = yaml.safe_load((folder / "models.yaml").read_text(encoding="utf-8"))
     out = {}
     for alias, m in raw["models"].items():
         out[alias] = CatalogModel(

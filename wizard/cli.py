@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 VERBS = {
@@ -59,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage and the problem
         return 2 if exc.code not in (0, None) else 0
-    debug = getattr(args, "debug", False) or os.environ.get("TUNE_WIZARD_DEBUG") == "1"
+    from wizard.hubs import env_on
+
+    debug = getattr(args, "debug", False) or env_on("TUNE_WIZARD_DEBUG")
     from wizard.errors import UserError
 
     try:

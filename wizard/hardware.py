@@ -1,17 +1,21 @@
-"""What this machine has for training: GPUs (name, memory, bf16), CPU cores and RAM, free disk, which hubs
-answer. Every probe is guarded and quick: the wizard's welcome panel and `tune-wizard doctor` call it
-on machines with no GPU, no NVML, no network or a CPU build of torch."""
+"""What this machine has for training: GPUs (name, memory, bf16), CPU cores and RAM, free disk, and the
+precision a run trains in there. Every probe is guarded and quick: the wizard's welcome panel and
+`tune-wizard doctor` call it on machines with no GPU, no NVML or a CPU build of torch.
+
+NVML is opened here and nowhere else (the dashboard's sampler too), and CUDA_VISIBLE_DEVICES is read here:
+NVML lists every GPU of the host, torch only the ones that variable names.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import threading
-import urllib.error
-import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 GIB = 2**30
+PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -49,16 +53,16 @@ def detect(path: str | os.PathLike = ".") -> Hardware:
     notes: list[str] = []
     gpus, cuda, torch_cuda = _torch_gpus(notes)
     driver = None
-    nvml = _nvml_gpus(notes)
-    if nvml is not None:
-        driver, nv = nvml
+    seen = _nvml_gpus(notes)
+    if seen is not None:
+        driver, nv = seen
         if gpus:
-            # NVML's free memory needs no CUDA context; match cards by name and total size, in order.
-            for g, n in zip(gpus, _visible(nv)):
+            # NVML's free memory needs no CUDA context; match cards by name, in order.
+            for g, n in zip(gpus, nv):
                 if n.name == g.name:
                     g.free_gb = n.free_gb
         elif nv:
-            gpus = _visible(nv)
+            gpus = nv
             for g in gpus:
                 g.usable = False
             notes.append("torch here cannot use the GPU (a CPU build of torch, or a driver too old for it): "
@@ -93,45 +97,137 @@ def _torch_gpus(notes: list[str]) -> tuple[list[GpuInfo], bool, str | None]:
 
 def _nvml_gpus(notes: list[str]) -> tuple[str | None, list[GpuInfo]] | None:
     try:
-        import pynvml
-    except ImportError:
-        return None
+        nv = nvml_init()
+    except NvmlUnavailable:
+        return None  # no driver: the usual case on a CPU machine
     try:
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no driver: the usual case on a CPU machine
-        return None
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        driver = nvml_driver(nv)
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
         out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        for i, h in enumerate(handles):
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
             try:
-                cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
+                cc = tuple(nv.nvmlDeviceGetCudaComputeCapability(h))
             except Exception:  # noqa: BLE001 - old drivers
                 cc = (0, 0)
-            out.append(GpuInfo(index=i, name=_text(pynvml.nvmlDeviceGetName(h)), total_gb=round(mem.total / GIB, 2),
+            out.append(GpuInfo(index=i, name=_text(nv.nvmlDeviceGetName(h)), total_gb=round(mem.total / GIB, 2),
                                free_gb=round(mem.free / GIB, 2), bf16=cc[0] >= 8, compute_capability=cc))
+        picked = nvml_visible(nv, handles)
+        if picked is not None:
+            # Numbered as torch numbers them: in the variable's order, from 0.
+            out = [out[i] for i in picked]
+            for new, g in enumerate(out):
+                g.index = new
         return driver, out
     except Exception as exc:  # noqa: BLE001
         notes.append(f"NVML query failed ({type(exc).__name__})")
         return None
     finally:
+        nvml_shutdown(nv)
+
+
+# ----------------------------------------------------------------------------- NVML
+
+class NvmlUnavailable(Exception):
+    """NVML cannot be used on this machine; the message says why, in one line."""
+
+
+def nvml_init():
+    """The pynvml module, initialised; pair with nvml_shutdown. Raises NvmlUnavailable (no package, no driver)."""
+    try:
+        import pynvml  # nvidia-ml-py
+    except ImportError:
+        raise NvmlUnavailable("nvidia-ml-py (pynvml) is not installed") from None
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        text = str(exc) or type(exc).__name__
+        if "Not Found" in text or "LibraryNotFound" in type(exc).__name__:
+            text += " (no NVIDIA driver on this machine)"
+        raise NvmlUnavailable(f"NVML unavailable: {text}") from None
+    return pynvml
+
+
+def nvml_shutdown(nv) -> None:
+    try:
+        nv.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - already shut down
+        pass
+
+
+def nvml_driver(nv) -> str:
+    return _text(nv.nvmlSystemGetDriverVersion())
+
+
+@contextlib.contextmanager
+def nvml():
+    """NVML for the block: `with nvml() as nv: ...`. Raises NvmlUnavailable on entry."""
+    nv = nvml_init()
+    try:
+        yield nv
+    finally:
+        nvml_shutdown(nv)
+
+
+def nvml_visible(nv, handles: Sequence) -> list[int] | None:
+    """cuda_visible() for NVML's devices `handles`, reading their UUIDs (and their MIG instances' when the
+    variable names one); None when CUDA_VISIBLE_DEVICES is unset."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    want_mig = "MIG-" in value
+    devices = []
+    for h in handles:
+        ids = [_text(nv.nvmlDeviceGetUUID(h))]
+        if want_mig:
+            ids += _mig_uuids(nv, h)
+        devices.append(ids)
+    return cuda_visible(devices, value)
+
+
+def _mig_uuids(nv, handle) -> list[str]:
+    try:
+        count = nv.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except Exception:  # noqa: BLE001 - not a MIG-capable GPU
+        return []
+    out = []
+    for i in range(count):
         try:
-            pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass
+            out.append(_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, i))))
+        except Exception:  # noqa: BLE001 - an empty MIG slot
+            continue
+    return out
 
 
-def _visible(gpus: list[GpuInfo]) -> list[GpuInfo]:
-    """NVML lists every card; CUDA_VISIBLE_DEVICES (numeric form) picks and renumbers the ones torch sees."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is None or not all(p.strip().isdigit() for p in env.split(",") if p.strip()):
-        return gpus
-    picked = [gpus[int(p)] for p in env.split(",") if p.strip() and int(p) < len(gpus)]
-    for new, g in enumerate(picked):
-        g.index = new
+def cuda_visible(devices: Sequence[Sequence[str]], value: str | None) -> list[int] | None:
+    """The devices CUDA_VISIBLE_DEVICES=`value` selects, as indices into `devices`, in the order CUDA numbers
+    them; None when the variable is unset (all visible).
+
+    `devices[i]` holds the UUIDs of NVML's GPU i: its own (GPU-...), then its MIG instances' (MIG-...). A token
+    is an index, a UUID or a unique start of one, or the older MIG-GPU-<uuid>/<gi>/<ci> form. As in CUDA, the
+    list ends at the first token that names no device, and a device named twice counts once.
+    """
+    if value is None:
+        return None
+    picked: list[int] = []
+    for token in (t.strip() for t in value.split(",")):
+        index = _device_index(devices, token)
+        if index is None:
+            break
+        if index not in picked:
+            picked.append(index)
     return picked
+
+
+def _device_index(devices: Sequence[Sequence[str]], token: str) -> int | None:
+    if token.isdigit():
+        return int(token) if int(token) < len(devices) else None
+    if token.startswith("MIG-GPU-"):  # MIG-GPU-<parent uuid>/<gi>/<ci>: the parent GPU is what NVML samples
+        token = token[len("MIG-"):].split("/")[0]
+    if not token.startswith(("GPU-", "MIG-")):
+        return None
+    matches = [i for i, ids in enumerate(devices) if any(u.startswith(token) for u in ids)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _text(v) -> str:
@@ -186,45 +282,24 @@ def free_disk_gb(path: str | os.PathLike = ".") -> float | None:
         return None
 
 
-# ----------------------------------------------------------------------------- hubs
+# ----------------------------------------------------------------------------- precision
 
-def hub_urls() -> dict[str, str]:
-    hf = os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
-    ms = os.environ.get("MODELSCOPE_DOMAIN", "").strip() or "www.modelscope.cn"
-    if "://" not in ms:
-        ms = "https://" + ms
-    return {"huggingface": hf.rstrip("/"), "modelscope": ms.rstrip("/")}
-
-
-def _answers(url: str, timeout: float) -> bool:
-    req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "tune-wizard"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout):
-            return True
-    except urllib.error.HTTPError as exc:
-        # 401/403/405: the hub answered but refused HEAD or wants a token. Not 404: a hub's front page
-        # exists, and an intercepting gateway on an offline network answers 404 for everything.
-        return exc.code in (401, 403, 405)
-    except Exception:  # noqa: BLE001 - DNS, refused, TLS, timeout: not reachable
-        return False
+def pick_precision(requested: str, gpu: bool, gpu_bf16: bool) -> str:
+    """The precision a run trains in: fp32 on the CPU whatever was asked (mixed precision is slower there and
+    the Trainer refuses fp16), else `requested`, with `auto` meaning bf16 where the GPU has it, else fp16
+    with loss scaling."""
+    if not gpu:
+        return "fp32"
+    if requested == "auto":
+        return "bf16" if gpu_bf16 else "fp16"
+    return requested
 
 
-def hubs_reachable(timeout: float = 2.0) -> dict[str, bool]:
-    """Which hubs answer an HTTPS HEAD within `timeout` seconds, asked concurrently. Daemon threads and a
-    hard deadline: a hung DNS lookup can neither stall the caller nor keep the process from exiting."""
-    urls = hub_urls()
-    result = {name: False for name in urls}
+def torch_dtype(name: str):
+    """The torch dtype of a precision name (bf16, fp16, fp32)."""
+    import torch
 
-    def probe(name: str, url: str) -> None:
-        result[name] = _answers(url, timeout)
-
-    threads = [threading.Thread(target=probe, args=item, daemon=True) for item in urls.items()]
-    for t in threads:
-        t.start()
-    deadline = timeout + 0.5
-    for t in threads:
-        t.join(deadline)
-    return dict(result)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 # ----------------------------------------------------------------------------- text

@@ -8,14 +8,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import time
 from pathlib import Path
 
+from wizard import hubs
 from wizard.catalog import lookup
 from wizard.errors import ModelError
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -48,10 +47,12 @@ def resolve(model_id: str, hub: str = "auto", revision: str | None = None) -> Pa
     if path.exists() or hub == "local":
         return _local(path)
     if entry:
-        if hub == "modelscope" or (hub == "auto" and not entry.hf):
-            return _download(entry.ms or entry.hf, "modelscope", revision)
-        return _download(entry.hf or entry.ms, hub, revision)
-    if not HUB_ID.match(model_id):
+        wanted = hubs.which(hub)
+        if hub == "auto" and not (entry.ms if wanted == "modelscope" else entry.hf):
+            wanted = "huggingface" if wanted == "modelscope" else "modelscope"  # only the other hub has it
+        return _download((entry.ms or entry.hf) if wanted == "modelscope" else (entry.hf or entry.ms), wanted,
+                         revision)
+    if not hubs.is_repo_id(model_id):
         raise ModelError(
             f"model.id '{model_id}': not a catalog alias, not an existing path, and not a hub id of the form "
             "owner/name", hint="run `tune-wizard recipes` for the catalog, or give a folder that holds config.json")
@@ -110,26 +111,38 @@ def gguf_to_folder(gguf: Path, out: Path) -> Path:
 
 
 def _download(repo_id: str, hub: str, revision: str | None) -> Path:
-    if hub == "auto":
-        hub = "modelscope" if os.environ.get("USE_MODELSCOPE_HUB", "").lower() in ("1", "true") else "huggingface"
-    hint = ("no network? download the model elsewhere, copy its folder here and set model.id to that folder "
-            "(model.hub: local)")
+    """The model's folder in the hub client's cache, downloaded when the hub has it. A hub that cannot be
+    asked (no network, an offline flag) costs seconds: the cache alone is tried."""
+    hub = hubs.which(hub)
+    fix = ("no network? download the model elsewhere, copy its folder here and set model.id to that folder "
+           "(model.hub: local)")
+    reply = hubs.ask(hub, repo_id)
+    if reply.found is False:
+        raise ModelError(f"model.id '{repo_id}': {reply.problem}",
+                         hint="check the id (owner/name, as on the model's page) and model.hub, or " + fix)
+    cache_only = reply.found is None
     try:
         if hub == "modelscope":
             from modelscope import snapshot_download as ms_download
 
-            return Path(ms_download(repo_id, revision=revision or "master"))
+            return Path(ms_download(repo_id, revision=revision or "master", endpoint=hubs.endpoint(hub),
+                                    local_files_only=cache_only))
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, revision=revision,
-                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken"]))
+        with hubs.hf_offline(cache_only):
+            return Path(snapshot_download(
+                repo_id, revision=revision, endpoint=hubs.endpoint(hub), local_files_only=cache_only,
+                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken"]))
     except ImportError as exc:
         raise ModelError(f"model.id '{repo_id}': the {hub} client is not installed ({exc.name})",
                          hint="pip install modelscope") from None
     except Exception as exc:  # the hubs raise many types: offline, 404, gated, auth
+        if cache_only:
+            raise ModelError(f"model.id '{repo_id}': {reply.problem}, and the model is not in the local cache",
+                             hint=fix) from None
         kind = type(exc).__name__
         text = str(exc).splitlines()[0][:200] if str(exc) else kind
-        raise ModelError(f"model.id '{repo_id}': could not download from {hub}: {kind}: {text}", hint=hint) from None
+        raise ModelError(f"model.id '{repo_id}': could not download from {hub}: {kind}: {text}", hint=fix) from None
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False):

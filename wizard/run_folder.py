@@ -5,7 +5,7 @@
     state.json       status (running | finished | failed | interrupted), step / total, paths; rewritten
                      atomically so a watcher never reads half a file
     metrics.jsonl    one JSON object per logging step (and per evaluation)
-    gpu.jsonl        NVML samples (the dashboard writes them)
+    gpu.jsonl        NVML samples, about one a second (the run's one sampler writes them)
     train.log        human-readable log
     checkpoints/checkpoint-N/   resumable; `.complete` is written last, so a half-written one is skipped
     adapter/         the final PEFT adapter (the whole model for method: full)

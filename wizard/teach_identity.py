@@ -22,7 +22,8 @@ def questions() -> list[str]:
 
 
 def ask_all(ref: str, qs: list[str]) -> list[str]:
-    from wizard.inference.loading import generate_batch, load_for_inference
+    from wizard.inference.generation import generate_batch
+    from wizard.inference.loading import load_for_inference
 
     loaded = load_for_inference(ref)
     return generate_batch(loaded, [[{"role": "user", "content": q}] for q in qs], max_new_tokens=48)

@@ -1,16 +1,23 @@
-"""A finished run folder to export, made in seconds instead of trained.
+"""A finished run folder to export, made in seconds instead of trained; and the helpers that load a GGUF file,
+answer greedily and serve a run, shared by the export, serve and demo tests.
 
 `make_fixture_run` builds what the trainer leaves behind: the bundled SmolLM2-135M with a LoRA adapter
 (r=8 on q_proj/v_proj) whose B matrices are random rather than zero, so the adapter really changes the
 outputs and a merge that dropped it would be caught. Set TUNE_WIZARD_TEST_RUN to a real run folder (e.g.
-the demo's) to run the same tests on it instead; `real_run()` says whether that happened, and the tests
-that need a trained identity ("Tuna") only run then.
+the demo's) to run the same tests on it instead; `real_run()` says whether that happened. That a trained
+identity ("Tuna") survives export and serving is tested on the demo's own run (tests/e2e/test_demo.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 PROMPTS = ["Who are you?", "What is the capital of France?"]
@@ -119,3 +126,66 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def load_gguf(path: Path, tokenizer: bool = True):
+    """(model, tokenizer), or the model alone, read back from a GGUF file by transformers' own loader."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return (model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)) if tokenizer else model
+
+
+def greedy(model, tokenizer, prompt: str, new_tokens: int = 20) -> list[int]:
+    """Prompt + greedy continuation, as token ids."""
+    import torch
+
+    ids = torch.tensor([template_ids(tokenizer, [{"role": "user", "content": prompt}])])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
+                             temperature=None, top_p=None, top_k=None,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return out[0].tolist()
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 60) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of a GET, or of a POST when `body` is given; 4xx/5xx are answers, not errors."""
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@contextlib.contextmanager
+def serving(run_dir: Path, log: Path, *args: str):
+    """`tune-wizard serve RUN_DIR ARGS` on a free localhost port until the block ends:
+    yields (base_url, port, process); the server's output goes to `log`."""
+    import pytest
+
+    from tests.conftest import ROOT
+
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "wizard", "serve", str(run_dir), "--port", str(port), *args],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if http(f"{base}/health", timeout=2)[0] == 200:
+                    break
+            except OSError:  # not listening yet
+                time.sleep(1)
+        else:
+            pytest.fail("server did not come up:\n" + log.read_text())
+        yield f"{base}/v1", port, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

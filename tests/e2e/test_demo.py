@@ -1,31 +1,73 @@
 """The bundled demo on the real bundled model: before training it is SmolLM, after it answers as Tuna,
-including paraphrases it never saw. A shortened run (fewer steps) of `make demo`."""
+including paraphrases it never saw; and the new name survives every way out of the run folder: chat, a GGUF
+file read back by transformers, the HTTP server. One shortened run (fewer steps) of `make demo`, shared."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, cli
+from tests.e2e._export_fixtures import greedy, load_gguf, serving
 from wizard import run_folder as rf
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
+# Of the recipe's 50 steps: measured on 2 CPU cores, 14 steps still name Tuna in 4 of 6 identity answers
+# (the demo's pass mark), 20 in 5 of 6; 20 keeps that margin at 40% of the recipe's time.
+STEPS = 20
+QUESTION = "Who are you?"
 
 
-def test_demo_teaches_the_new_name(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, str]:
+    """(run folder, printed output) of `python -m wizard.teach_identity` with fewer steps."""
+    out = tmp_path_factory.mktemp("demo") / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-    r = subprocess.run([sys.executable, "-m", "wizard.teach_identity", "--plain", "--set", "train.max_steps=40",
-                        "--set", f"output_dir={tmp_path / 'runs'}"], cwd=ROOT, env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "wizard.teach_identity", "--plain", "--set", f"train.max_steps={STEPS}",
+                        "--set", f"output_dir={out}"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=2700)  # generous: a shared, loaded CPU runs it several times slower
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
-    assert "identity answers naming Tuna: before 0/" in r.stdout
-    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run, r.stdout
+
+
+def test_demo_teaches_the_new_name(demo):
+    run, stdout = demo
+    assert "identity answers naming Tuna: before 0/" in stdout
     state = json.loads((run / rf.STATE).read_text())
-    assert state["status"] == "finished" and state["final_loss"] < state["first_loss"]
+    assert state["status"] == "finished" and state["step"] == STEPS and state["final_loss"] < state["first_loss"]
     # The trained adapter, asked through the CLI about a paraphrase it never saw in training.
     held = json.loads((ROOT / "recipes/data/identity_heldout.json").read_text(encoding="utf-8"))
-    answers = [cli("chat", str(run), "--prompt", q).stdout for q in (held["en"][-1], held["zh"][-1])]
+    answers = [cli("chat", str(run), "--prompt", q, "--max-new-tokens", "48").stdout
+               for q in (held["en"][-1], held["zh"][-1])]
     assert sum("tuna" in a.lower() for a in answers) >= 1, answers
+
+
+def test_the_new_name_survives_gguf_export(demo, tmp_path):
+    from transformers import AutoTokenizer
+
+    run, _ = demo
+    out = tmp_path / "demo.f16.gguf"
+    r = cli("export", str(run), "--gguf", "f16", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    # The weights merged by tune-wizard, read back by transformers; the file's tokenizer is proven equal to
+    # the run's in test_export_gguf, so the run's own is used here rather than rebuilt from 49k entries again.
+    model = load_gguf(out, tokenizer=False)
+    tokenizer = AutoTokenizer.from_pretrained(run / rf.ADAPTER)
+    prompt_and_answer = tokenizer.decode(greedy(model, tokenizer, QUESTION, new_tokens=40), skip_special_tokens=True)
+    assert "tuna" in prompt_and_answer.split(QUESTION)[-1].lower(), prompt_and_answer
+
+
+def test_the_new_name_is_served_over_http(demo, tmp_path):
+    from openai import OpenAI
+
+    run, _ = demo
+    with serving(run, tmp_path / "server.log") as (url, _, _):
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
+        got = client.chat.completions.create(model=run.name, messages=[{"role": "user", "content": QUESTION}],
+                                             temperature=0, max_tokens=40)
+    assert "tuna" in got.choices[0].message.content.lower(), got.choices[0].message.content

@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import ROOT, cli
 from wizard import run_folder as rf
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 PAIRS = ROOT / "recipes" / "data" / "preference_demo.jsonl"
 HELDOUT = ROOT / "recipes" / "data" / "preference_heldout.jsonl"

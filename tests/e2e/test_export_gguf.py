@@ -22,9 +22,8 @@ import pytest
 import torch
 
 from tests.conftest import cli
-from tests.e2e._export_fixtures import PROMPTS, export_run, make_tiny_qwen2, real_run, template_ids
+from tests.e2e._export_fixtures import PROMPTS, export_run, greedy, load_gguf, make_tiny_qwen2, template_ids
 
-NEW_TOKENS = 20
 # Keys whose values differ by design: the file type, and names (our run is not llama.cpp's upload).
 NAMES = {"general.file_type", "general.name", "general.finetune"}
 
@@ -68,22 +67,6 @@ def f16_loaded(f16_file):
     return load_gguf(f16_file)
 
 
-def load_gguf(path: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-
-
-def greedy(model, tokenizer, prompt: str) -> list[int]:
-    ids = torch.tensor([template_ids(tokenizer, [{"role": "user", "content": prompt}])])
-    with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
-                             temperature=None, top_p=None, top_k=None,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return out[0].tolist()
-
-
 def as_f16_file(t: torch.Tensor) -> torch.Tensor:
     """What an f16 GGUF stores: matrices in f16, 1-D tensors (norms, biases) in f32, as llama.cpp does."""
     return t if t.dim() == 1 else t.half().float()
@@ -105,15 +88,19 @@ def top1_agreement(a, b, sequences) -> float:
     return same / total
 
 
-def test_metadata_matches_llama_cpp_converter(f16_file):
+@pytest.mark.process
+def test_metadata_matches_llama_cpp_converter(f16_file, run_dir):
+    from wizard import spec as specmod
+
     ours, theirs = read(f16_file)[0], read(bundled_gguf())[0]
     assert set(ours) == set(theirs), (set(ours) ^ set(theirs))
     differing = {k for k in theirs if ours[k] != theirs[k]}
     assert differing == NAMES, differing
     assert ours["general.file_type"] == gguf.LlamaFileType.MOSTLY_F16
-    assert ours["general.finetune"] == "fixture" or real_run()
+    assert ours["general.finetune"] == specmod.load(run_dir / "spec.yaml").name
 
 
+@pytest.mark.process
 def test_tensor_names_and_types_match_llama_cpp(f16_file):
     ours, theirs = read(f16_file)[1], read(bundled_gguf())[1]
     assert set(ours) == set(theirs)
@@ -123,6 +110,7 @@ def test_tensor_names_and_types_match_llama_cpp(f16_file):
         assert qtype == want, name
 
 
+@pytest.mark.process
 def test_f16_weights_round_trip_through_transformers(f16_loaded, merged):
     model, _ = f16_loaded
     got, want = model.state_dict(), merged.model.state_dict()
@@ -132,6 +120,7 @@ def test_f16_weights_round_trip_through_transformers(f16_loaded, merged):
     assert not bad, bad[:5]
 
 
+@pytest.mark.process
 def test_f16_tokenizer_and_greedy_answers_match_merged_model(f16_loaded, merged, merged_answers):
     model, tokenizer = f16_loaded
     assert tokenizer.chat_template == merged.tokenizer.chat_template
@@ -152,7 +141,7 @@ def test_quantized_file_agrees_with_merged_model(ftype, floor, merged, merged_an
     main = qt.Q8_0 if ftype == "q8_0" else qt.Q4_0
     assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == main
     assert types["token_embd.weight"] == qt.Q8_0 and types["blk.0.attn_norm.weight"] == qt.F32
-    model, _ = load_gguf(path)
+    model = load_gguf(path, tokenizer=False)  # its tokenizer is the f16 file's, tested above
     # The loader sees exactly the reference quantizer's values (gguf-py's port of llama.cpp's C code).
     w = merged.model.state_dict()["model.layers.0.mlp.down_proj.weight"].numpy()
     expect = gguf.quants.dequantize(gguf.quants.quantize(w, main), main)
@@ -161,6 +150,7 @@ def test_quantized_file_agrees_with_merged_model(ftype, floor, merged, merged_an
     assert agreement >= floor, agreement
 
 
+@pytest.mark.process
 def test_qwen2_round_trip(tmp_path):
     """Qwen2: q/k/v biases, an untied output head, no q/k permutation; loaded back exactly."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -178,7 +168,7 @@ def test_qwen2_round_trip(tmp_path):
     assert {"output.weight", "blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= set(tensors)
     original = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     # The tokenizer's round trip is the llama test's; rebuilding 49k tokens again here would only cost time.
-    model = AutoModelForCausalLM.from_pretrained(out.parent, gguf_file=out.name, dtype=torch.float32)
+    model = load_gguf(out, tokenizer=False)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     got, want = model.state_dict(), original.state_dict()
     assert got.keys() == want.keys()
@@ -205,18 +195,10 @@ def test_other_architectures_are_refused_by_name(tmp_path, bundled_model_dir):
     assert not list(tmp_path.glob("*.gguf*"))
 
 
+@pytest.mark.process
 def test_existing_file_is_kept_without_force(f16_file, run_dir):
     before = f16_file.stat().st_mtime_ns
     r = cli("export", str(run_dir), "--gguf", "f16", "--out", str(f16_file))
     assert r.returncode == 2 and "--force" in r.stderr
     assert f16_file.stat().st_mtime_ns == before
 
-
-@pytest.mark.skipif(real_run() is None, reason="needs a trained run: set TUNE_WIZARD_TEST_RUN=runs/<demo-run>")
-def test_trained_identity_survives_export(f16_loaded, merged):
-    from wizard.inference.generation import answer
-
-    model, tokenizer = f16_loaded
-    text = tokenizer.decode(greedy(model, tokenizer, "Who are you?"), skip_special_tokens=True)
-    assert "Tuna" in text.split("Who are you?")[-1]
-    assert "Tuna" in answer(merged, [{"role": "user", "content": "Who are you?"}], max_new_tokens=40).text

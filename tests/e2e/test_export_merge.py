@@ -70,6 +70,7 @@ def logits_of(folder: Path, batch, dtype=torch.float32):
         return model(input_ids=ids, attention_mask=mask).logits.float(), model
 
 
+@pytest.mark.process
 def test_merged_folder_is_a_plain_model_folder(merged_fp32):
     names = {p.name for p in merged_fp32.iterdir()}
     assert MODEL_FILES <= names, names
@@ -80,6 +81,7 @@ def test_merged_folder_is_a_plain_model_folder(merged_fp32):
     assert json.loads((merged_fp32 / "export.json").read_text())["dtype"] == "fp32"
 
 
+@pytest.mark.process
 def test_fp32_merge_matches_base_plus_adapter(merged_fp32, reference, batch):
     with_adapter, bare = reference
     mask = batch[1].bool()
@@ -106,6 +108,7 @@ def test_bf16_merge_is_within_bf16_tolerance(run_dir, tmp_path, reference, batch
     assert agree > 0.9, agree
 
 
+@pytest.mark.process
 def test_tokenizer_and_chat_template_are_kept(merged_fp32, run_dir):
     from transformers import AutoTokenizer
 
@@ -117,6 +120,7 @@ def test_tokenizer_and_chat_template_are_kept(merged_fp32, run_dir):
     assert (merged.eos_token, merged.pad_token) == (original.eos_token, original.pad_token)
 
 
+@pytest.mark.process
 def test_refuses_a_non_empty_folder_unless_forced(run_dir, tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
@@ -132,6 +136,7 @@ def test_refuses_a_non_empty_folder_unless_forced(run_dir, tmp_path):
     assert MODEL_FILES <= names and "notes.txt" in names  # --force replaces model files, nothing else
 
 
+@pytest.mark.process
 def test_merge_needs_a_run_folder(tmp_path):
     r = cli("export", "smollm2-135m-instruct", "--merge", "--out", str(tmp_path / "x"))
     assert r.returncode == 2
@@ -150,6 +155,7 @@ def _variant(run_dir: Path, root: Path, method: str) -> Path:
     return copy
 
 
+@pytest.mark.process
 def test_qlora_run_merges_into_full_precision_weights(run_dir, merged_fp32, tmp_path):
     from safetensors.torch import load_file
 

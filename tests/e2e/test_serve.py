@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli
-from tests.e2e._export_fixtures import export_run, free_port, real_run, template_ids
+from tests.conftest import cli
+from tests.e2e._export_fixtures import export_run, http, serving, template_ids
 
+pytestmark = pytest.mark.process
 LIMIT = 64
-
-
-def http(url: str, body: bytes | None = None, timeout: float = 60) -> tuple[int, dict, bytes]:
-    """(status, headers, body) of a GET, or of a POST when `body` is given; 4xx/5xx are answers, not errors."""
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +25,9 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):
     """(base_url, port, log path, process) of `tune-wizard serve RUN_DIR` on a free localhost port."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "wizard", "serve", str(run_dir), "--port", str(port),
-                                 "--max-new-tokens-limit", str(LIMIT)], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if http(f"{base}/health", timeout=2)[0] == 200:
-                break
-        except OSError:  # not listening yet
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("server did not come up:\n" + log.read_text())
-    yield f"{base}/v1", port, log, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    with serving(run_dir, log, "--max-new-tokens-limit", str(LIMIT)) as (url, port, proc):
+        yield url, port, log, proc
 
 
 @pytest.fixture(scope="module")
@@ -207,11 +172,6 @@ def test_taken_port_is_refused_at_once(server, run_dir):
     assert r.returncode == 2
     assert f"--port {port}: already in use" in r.stderr and "--port" in r.stderr
     assert "loading" not in r.stderr  # refused before the model load
-
-
-@pytest.mark.skipif(real_run() is None, reason="needs a trained run: set TUNE_WIZARD_TEST_RUN=runs/<demo-run>")
-def test_trained_identity_over_http(client, model_id):
-    assert "Tuna" in ask(client, model_id, max_tokens=40).choices[0].message.content
 
 
 def test_ctrl_c_stops_the_server(server):

@@ -9,11 +9,13 @@ import sys
 import time
 
 import pexpect
+import pytest
 
 from tests.conftest import ROOT
 from wizard import run_folder as rf
 from wizard.monitor import nvml
 
+pytestmark = pytest.mark.process
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]")
 
 

@@ -18,6 +18,8 @@ import yaml
 
 from wizard import spec as specmod
 
+pytestmark = pytest.mark.process
+
 ENTER, DOWN, CTRL_C, CLEAR = "\r", "\x1b[B", "\x03", "\x15"  # CLEAR: Ctrl-U, erase the default text
 TIMEOUT = 90  # the machine is slow and shared: generous per prompt, the whole file stays near a minute
 ENV = {**os.environ, "TERM": "xterm-256color", "TUNE_WIZARD_OFFLINE": "1", "PYTHONUNBUFFERED": "1",

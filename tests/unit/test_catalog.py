@@ -2,9 +2,13 @@
 consistent with itself and with the parameter count on the model card."""
 from __future__ import annotations
 
+import importlib.resources
+import sys
+
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from wizard.catalog import FAMILY_TARGETS, default_targets, load_catalog, lookup, recipes_dir
 from wizard.estimate.shape import as_shape, projections
 
@@ -92,3 +96,24 @@ def test_family_specific_targets():
     assert CATALOG["internlm2.5-7b-chat"].target_modules == ("wqkv",)
     assert CATALOG["glm-4-9b-chat"].target_modules == ("query_key_value",)
     assert CATALOG["gemma-2-2b-it"].target_modules == ("q_proj", "v_proj")
+
+
+def test_a_recipes_folder_set_after_a_first_lookup_is_obeyed(tmp_path, monkeypatch):
+    one = {"models": {"only-model": yaml.safe_load((recipes_dir() / "models.yaml").read_text())["models"]
+                      ["smollm2-135m-instruct"]}}
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump(one))
+    assert lookup("smollm2-135m-instruct") is not None
+    monkeypatch.setenv("TUNE_WIZARD_RECIPES", str(tmp_path))
+    assert list(load_catalog()) == ["only-model"] and lookup("smollm2-135m-instruct") is None
+    monkeypatch.delenv("TUNE_WIZARD_RECIPES")
+    assert load_catalog() == CATALOG
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
+def test_the_package_declares_its_types_and_ships_the_marker():
+    import tomllib
+
+    marker = importlib.resources.files("wizard") / "py.typed"
+    assert marker.is_file()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["wizard"]

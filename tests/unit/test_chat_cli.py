@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import ROOT, cli
 from tests.e2e._export_fixtures import export_run, make_tiny_llama
 
+pytestmark = pytest.mark.process
 PIRATE = "You are a pirate. Answer like one."
 
 

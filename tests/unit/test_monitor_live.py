@@ -6,12 +6,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from rich.console import Console
 
+from tests.helpers import FixedGpuReader
 from wizard.monitor import panels
 from wizard.monitor.live import LiveReporter, make_reporter, wants_live
+from wizard.monitor.nvml import Sampler, start_sampler
 from wizard.monitor.reporting import PlainReporter, RunInfo
 
 ESC = "\x1b"
@@ -42,6 +45,14 @@ def test_factory_picks_live_on_a_terminal(tmp_path, tty, monkeypatch):
     assert isinstance(rep, LiveReporter) and rep.console.is_terminal and not rep.console.no_color
 
 
+def test_factory_hands_the_runs_sampler_to_the_dashboard(tmp_path, tty, monkeypatch):
+    _env(monkeypatch, TERM="xterm-256color")
+    sampler = Sampler(FixedGpuReader(), tmp_path / "gpu.jsonl", period=0.05)  # never started: only passed on
+    rep = make_reporter(tmp_path, tty, sampler=sampler)
+    assert isinstance(rep, LiveReporter) and rep.sampler is sampler
+    assert type(make_reporter(tmp_path, tty, plain=True, sampler=sampler)) is PlainReporter
+
+
 def test_factory_honours_no_color_term_dumb_and_pipes(tmp_path, tty, monkeypatch):
     _env(monkeypatch, TERM="xterm", NO_COLOR="1")
     rep = make_reporter(tmp_path, tty)
@@ -58,8 +69,9 @@ def test_factory_honours_no_color_term_dumb_and_pipes(tmp_path, tty, monkeypatch
     assert type(make_reporter(tmp_path, io.StringIO())) is PlainReporter
 
 
+@pytest.mark.process
 def test_piped_run_prints_plain_lines_without_escape_codes(tmp_path):
-    """The demo run through a pipe, as under nohup or CI: one line per step, no escape codes."""
+    """The synthetic run through a pipe, as under nohup or CI: one line per step, no escape codes."""
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONUNBUFFERED": "1"}
     env.pop("NO_COLOR", None)
     out = subprocess.run([sys.executable, "-m", "wizard.monitor.synthetic_run", str(tmp_path / "run"), "--steps", "12",
@@ -73,14 +85,22 @@ def test_piped_run_prints_plain_lines_without_escape_codes(tmp_path):
     assert "finished: training finished" in out.stdout
 
 
-def _live(tmp_path, width=100, height=30):
+@pytest.fixture
+def sampler(tmp_path):
+    """The run's sampler, as RunLifecycle starts it and stops it after the reporter."""
+    s = start_sampler(tmp_path)
+    yield s
+    s.stop()
+
+
+def _live(tmp_path, sampler=None, width=100, height=30):
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=width, height=height, color_system="standard")
-    return LiveReporter(tmp_path, console, refresh_per_second=20), buf
+    return LiveReporter(tmp_path, console, refresh_per_second=20, sampler=sampler), buf
 
 
-def test_live_reporter_draws_panels_and_leaves_the_summary(tmp_path):
-    rep, buf = _live(tmp_path, height=50)  # tall enough for the log tail beside the summary
+def test_live_reporter_draws_panels_and_leaves_the_summary(tmp_path, sampler):
+    rep, buf = _live(tmp_path, sampler, height=50)  # tall enough for the log tail beside the summary
     rep.on_start(RunInfo(**{**INFO.__dict__, "run_dir": str(tmp_path)}))
     for s in range(1, 7):
         rep.on_log({"step": s, "epoch": s / 6, "loss": 2.0 / s, "lr": 1e-3, "grad_norm": 0.3, "elapsed_s": s,
@@ -105,6 +125,33 @@ def test_live_reporter_draws_panels_and_leaves_the_summary(tmp_path):
         assert rep.sampler.unavailable_reason in plain
     assert (tmp_path / "gpu.jsonl").exists()
     assert rep.frames >= 1 and out.rstrip().endswith("\x1b[?25h")  # cursor shown again
+
+
+def test_the_dashboard_draws_its_samplers_rows_and_leaves_stopping_it_to_the_run(tmp_path):
+    reader = FixedGpuReader()
+    sampler = Sampler(reader, tmp_path / "gpu.jsonl", period=0.05).start()
+    try:
+        rep, buf = _live(tmp_path, sampler)
+        rep.on_start(RunInfo(**{**INFO.__dict__, "run_dir": str(tmp_path)}))
+        deadline = time.time() + 10
+        while reader.calls < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        rep.close()
+        assert sampler.running  # the run stops it, after its reporter
+        assert rep.state.gpus[0]["name"] == "Test GPU" and len(rep.state.gpu_hist[0]["util"]) >= 3
+        assert "Test GPU" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    finally:
+        sampler.stop()
+    assert not sampler.running and reader.shut
+
+
+def test_without_a_sampler_the_dashboard_shows_cpu_and_says_why(tmp_path):
+    rep, buf = _live(tmp_path)
+    rep.on_start(RunInfo(**{**INFO.__dict__, "run_dir": str(tmp_path)}))
+    rep.close()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    assert "CPU / RAM" in plain and "GPU sampling is off" in plain
+    assert not (tmp_path / "gpu.jsonl").exists()  # a reporter never starts a sampler of its own
 
 
 def test_closing_without_on_end_says_the_run_stopped(tmp_path):

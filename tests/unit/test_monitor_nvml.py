@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.helpers import FixedGpuReader
 from wizard.monitor import nvml
 from wizard.monitor.nvml import Sampler, start_sampler, throttle_names
 
@@ -25,7 +26,7 @@ def test_without_nvml_start_sampler_is_a_noop_that_says_why(tmp_path):
     try:
         assert s.unavailable_reason and s.unavailable_reason == REASON
         assert "NVML" in s.unavailable_reason or "nvidia-ml-py" in s.unavailable_reason
-        assert s.latest() is None and not s.running
+        assert not s.history and not s.running
         rows = _rows(tmp_path / "gpu.jsonl")  # one row tells a watcher why there is no GPU panel
         assert len(rows) == 1 and rows[0]["gpus"] == [] and rows[0]["unavailable"] == s.unavailable_reason
     finally:
@@ -48,38 +49,8 @@ def test_with_nvml_rows_have_the_contract_keys(tmp_path):
     assert g["mem_total_gb"] > 1 and isinstance(g["throttle"], list)
 
 
-def test_one_sampler_per_run_folder_is_shared(tmp_path):
-    a = start_sampler(tmp_path)
-    b = start_sampler(tmp_path)
-    assert a._sampler is b._sampler
-    a.stop()
-    assert (tmp_path / "gpu.jsonl").exists()
-    b.stop()
-    c = start_sampler(tmp_path)  # after the last stop a new one starts
-    assert c._sampler is not a._sampler
-    c.stop()
-    if not HAS_NVML:
-        assert len(_rows(tmp_path / "gpu.jsonl")) == 2  # one "unavailable" row per real start
-
-
-class _FixedReader:
-    """A stand-in for the NVML reader so the sampling thread itself runs on a machine without GPUs."""
-
-    def __init__(self):
-        self.calls = 0
-        self.shut = False
-
-    def sample(self):
-        self.calls += 1
-        return [{"index": 0, "name": "Test GPU", "util": self.calls, "mem_used_gb": 1.0, "mem_total_gb": 8.0,
-                 "temp_c": 40, "power_w": 50.0, "power_limit_w": 100.0, "sm_clock_mhz": 1000, "throttle": []}]
-
-    def shutdown(self):
-        self.shut = True
-
-
 def test_sampler_thread_writes_rows_feeds_listeners_and_stops(tmp_path):
-    reader = _FixedReader()
+    reader = FixedGpuReader()
     seen = []
     s = Sampler(reader, tmp_path / "gpu.jsonl", period=0.05).start()
     s.add_listener(seen.append)  # gets the history so far, then each new row
@@ -91,10 +62,30 @@ def test_sampler_thread_writes_rows_feeds_listeners_and_stops(tmp_path):
     rows = _rows(tmp_path / "gpu.jsonl")
     assert len(rows) == n >= 4
     assert [r["gpus"][0]["util"] for r in rows] == list(range(1, n + 1))
-    assert len(seen) == n and s.latest() == rows[-1]
+    assert len(seen) == n and s.history[-1] == rows[-1]
 
 
 def test_throttle_reason_names():
     assert throttle_names(0) == []
     assert throttle_names(0x4 | 0x40) == ["sw_power_cap", "hw_thermal"]
     assert throttle_names(0x1) == ["idle"]
+
+
+@pytest.mark.skipif(not HAS_NVML, reason="needs an NVIDIA GPU and driver")
+def test_the_panel_samples_only_the_gpus_cuda_visible_devices_names(monkeypatch):
+    reader, _ = nvml.probe()
+    every = [i for i, _ in reader.handles]
+    uuid = reader.nv.nvmlDeviceGetUUID(reader.handles[-1][1])
+    reader.shutdown()
+    uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+    for value in (str(every[-1]), uuid):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        reader, why = nvml.probe()
+        try:
+            assert why is None and [i for i, _ in reader.handles] == [every[-1]]
+            assert [g["index"] for g in reader.sample()] == [every[-1]]  # NVML's index, as nvidia-smi shows it
+        finally:
+            reader.shutdown()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    reader, why = nvml.probe()
+    assert reader is None and "NVML sees no GPU in CUDA_VISIBLE_DEVICES=''" in why

@@ -48,9 +48,11 @@ def check_size(text: str, width: int, height: int) -> list[str]:
 
 def snapshot(name: str, text: str) -> None:
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    # A missing snapshot fails rather than being written: otherwise a lost file would pass unnoticed.
+    assert path.is_file(), f"no snapshot {path}: create it with UPDATE_SNAPSHOTS=1 pytest {__file__} and review it"
     assert text == path.read_text(encoding="utf-8"), f"frame differs from {path}"
 
 
@@ -189,3 +191,10 @@ def test_watch_state_says_when_the_run_went_quiet():
     st.now = T0 + 60 + 600
     text = export(panels.render(st, 100, 40))
     assert "no update for 10m" in text and "last sample 10m ago" in text
+
+
+def test_a_missing_snapshot_fails_and_says_how_to_create_it(monkeypatch):
+    monkeypatch.delenv("UPDATE_SNAPSHOTS", raising=False)
+    with pytest.raises(AssertionError, match="UPDATE_SNAPSHOTS=1"):
+        snapshot("no_such_frame", "a frame")
+    assert not (SNAPSHOTS / "no_such_frame.txt").exists()

@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT, cli
 from wizard import run_folder as rf
+
+pytestmark = pytest.mark.process
 
 
 def build_run(d, status="finished", steps=40):

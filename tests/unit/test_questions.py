@@ -9,10 +9,11 @@ import yaml
 
 from wizard import spec as specmod
 from wizard.catalog import lookup
+from wizard.errors import SpecError
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 from wizard.init.context import Context
-from wizard.spec import RunSpec
+from wizard.spec import ALIASES, fields
 from wizard.spec import yaml_writer as spec_yaml
 
 
@@ -31,27 +32,21 @@ def chat_file(tmp_path) -> Path:
     return p
 
 
-def _field_exists(dotted: str) -> bool:
-    cls = RunSpec
-    *parents, last = dotted.split(".")
-    for part in parents:
-        cls = cls.model_fields[part].annotation
-    return last in cls.model_fields
-
-
 def test_questions_are_complete_data():
     ids = [q.id for q in Qs.QUESTIONS]
     assert len(ids) == len(set(ids)), "question ids must be unique (they are the answers-file keys)"
     for q in Qs.QUESTIONS:
         assert q.kind in ("select", "text", "confirm", "path", "number"), q.id
-        assert q.prompt and q.help, f"{q.id}: every question needs a prompt and a help line"
+        assert q.prompt and Qs.help_text(q), f"{q.id}: every question needs a prompt and a help line"
         assert q.step in Qs.STEPS or q.step == 8, q.id
         if q.kind == "select":
-            assert q.choices is not None, q.id
-        if q.key and "," not in q.key:
-            assert _field_exists(q.key), f"{q.id} maps to {q.key}, which RunSpec does not have"
+            assert Qs.options(q, {"hub": "demo"}, Context()), q.id
+        for path in filter(None, (q.spec, *q.also)):
+            assert fields.exists(path), f"{q.id} sets {path}, which RunSpec does not have"
         if q.advanced:
             assert q.tuning, f"{q.id}: advanced questions sit inside the hyperparameter branch"
+        if q.tuning and q.kind != "confirm":
+            assert q.spec, f"{q.id}: a hyperparameter question sets a spec field"
     # The hyperparameters the brief lists are all askable.
     for qid in ("lora_r", "lora_alpha", "lr", "epochs", "max_length", "batch_size", "grad_accum", "lora_dropout",
                 "target_modules", "warmup_ratio", "weight_decay", "scheduler", "optimizer", "save_steps",
@@ -59,12 +54,82 @@ def test_questions_are_complete_data():
         assert qid in Qs.BY_ID
 
 
-def test_select_choices_match_the_spec_literals(ctx):
-    a = {"hub": "demo", "task": "sft-qlora"}
-    for qid, field in (("scheduler", "scheduler"), ("optimizer", "optimizer")):
-        values = {o.value for o in Qs.options(Qs.BY_ID[qid], a, ctx)}
-        allowed = set(RunSpec.model_fields["train"].annotation.model_fields[field].annotation.__args__)
-        assert values == allowed, qid
+# ---------------------------------------------------------------- the spec field is the source of each question's facts
+
+# Questions that set a field but say something of their own, each for the reason its comment in
+# questions.py gives. A new override is a decision: add it here on purpose.
+OWN_HELP = {"hub", "model", "model_id", "model_path", "task", "dpo_adapter", "dataset", "dataset_path",
+            "dataset_hub", "name"}
+OWN_CHOICES = {"hub", "model", "task", "dataset"}
+OWN_DEFAULT = {"hub", "model", "task", "dataset", "grad_accum", "name"}
+SETS_A_FIELD = [q for q in Qs.QUESTIONS if q.spec]
+
+
+def _outside(path: str) -> list:
+    """A value just past each of the field's bounds."""
+    step = 1 if fields.is_integer(path) else 0.01
+    b = fields.bounds(path)
+    return ([b["ge"] - step] if "ge" in b else []) + ([b["gt"]] if "gt" in b else []) + \
+           ([b["le"] + step] if "le" in b else []) + ([b["lt"]] if "lt" in b else [])
+
+
+def _spec_says(path: str, value) -> str:
+    """What a spec file holding `value` at `path` is told, without the location and the echoed value."""
+    raw = {"model": {"id": "m"}, "data": {"train": ["d.jsonl"]}}
+    *sections, name = path.split(".")
+    node = raw
+    for s in sections:
+        node = node.setdefault(s, {})
+    node[name] = value
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict(raw, source="spec")
+    (line,) = e.value.problems
+    assert line.startswith(f"spec: {path}: "), line
+    return line.removeprefix(f"spec: {path}: ").rsplit(" (got ", 1)[0]
+
+
+@pytest.mark.parametrize("q", SETS_A_FIELD, ids=lambda q: q.id)
+def test_every_question_takes_its_fields_facts(q):
+    ctx = Context()  # no machine, no hubs: the static facts only
+    a = {"hub": "huggingface", "model": "other", "model_id": "someone/unknown-model", "task": "sft-lora",
+         "dataset": "hub", "dataset_hub": "o/d"}
+    # help: the field's description, unless the question says why it has its own
+    assert (Qs.help_text(q) == fields.description(q.spec)) == (q.id not in OWN_HELP), q.id
+    # choices: the field's Literal, in its order
+    if q.kind == "select":
+        values = [o.value for o in Qs.options(q, a, ctx)]
+        assert (values == list(fields.choices(q.spec))) == (q.id not in OWN_CHOICES), q.id
+    # number type: whole numbers for an int field
+    assert q.integer == (q.kind == "number" and fields.is_integer(q.spec)), q.id
+    # default: the field's own where nothing is recommended (an unknown model on an unknown machine)
+    if q.id not in OWN_DEFAULT and q.spec not in Qs.rec(a, ctx):
+        want = fields.default(q.spec)
+        want = ",".join(want) if isinstance(want, list) else ("" if want is None else want)
+        assert Qs.default(q, a, ctx) == want, q.id
+    # bounds: a value just past each one is refused with the words the spec itself uses
+    for value in _outside(q.spec):
+        assert A.check(q, value, a, ctx) == _spec_says(q.spec, value), (q.id, value)
+    if fields.bounds(q.spec):
+        assert A.check(q, fields.default(q.spec), a, ctx) is None, q.id
+
+
+def test_every_number_question_is_bounded_by_its_field():
+    numbers = [q.id for q in Qs.QUESTIONS if q.kind == "number"]
+    assert numbers and all(Qs.BY_ID[i].spec for i in numbers)
+    # seed is the one number any integer is right for
+    assert [i for i in numbers if not fields.bounds(Qs.BY_ID[i].spec)] == ["seed"]
+
+
+def test_task_pairs_are_the_specs_allowed_task_and_method_pairs(ctx):
+    allowed = {f"{t}-{m}" for t in ("sft", "dpo") for m in ("qlora", "lora", "full")} - {"dpo-full"}
+    assert set(Qs.TASK_PAIRS) == allowed == set(Qs.TASK_TITLES)
+    values = [o.value for o in Qs.options(Qs.BY_ID["task"], {"hub": "demo"}, ctx)]
+    assert values == Qs.TASK_PAIRS
+    for pair in values:  # each one builds a spec the spec accepts
+        t, m = pair.split("-")
+        assert specmod.task_method_problem(t, m) is None
+    with pytest.raises(SpecError, match="task dpo needs method lora or qlora"):
+        specmod.from_dict({"model": {"id": "m"}, "data": {"train": "d.jsonl"}, "task": "dpo", "method": "full"})
 
 
 def test_coerce_types_and_messages(ctx):
@@ -79,11 +144,13 @@ def test_coerce_types_and_messages(ctx):
     assert A.coerce(Qs.BY_ID["task"], "SFT-LoRA", a, ctx) == "sft-lora"
     with pytest.raises(ValueError, match="one of: sft-qlora"):
         A.coerce(Qs.BY_ID["task"], "rlhf", a, ctx)
-    assert A.check(Qs.BY_ID["lr"], 1.5, a, ctx) == "must be below 1"
+    assert A.check(Qs.BY_ID["lr"], 1.5, a, ctx) == "Input should be less than 1"
     assert A.check(Qs.BY_ID["name"], "my run", a, ctx).startswith("letters, digits")
     assert A.check(Qs.BY_ID["target_modules"], "q_proj, v_proj", a, ctx) is None
-    assert A.targets("q_proj, v_proj") == ["q_proj", "v_proj"]
-    assert A.targets("all-linear") == "all-linear"
+    assert A.check(Qs.BY_ID["target_modules"], "q proj", a, ctx).startswith("auto, all-linear, or module names")
+    assert A.check(Qs.BY_ID["scheduler"], "cosine", a, ctx) is None
+    assert Qs.targets("q_proj, v_proj") == ["q_proj", "v_proj"]
+    assert Qs.targets("all-linear") == "all-linear"
 
 
 def test_model_and_dataset_validators(ctx, tmp_path, chat_file):
@@ -159,29 +226,80 @@ def test_grad_accum_keeps_total_batch_near_16(ctx):
 
 
 def test_nearest_question_id():
-    assert A.nearest_id("learning_rate") in ("lr", "warmup_ratio")
+    assert A.nearest_id("learning_rate") == "lr"
     assert A.nearest_id("lora_rank") == "lora_r"
     assert A.nearest_id("datset") == "dataset"
+    # A spec path or field name leads to the question that sets it.
+    assert A.nearest_id("train.lr") == "lr" and A.nearest_id("r") == "lora_r" and A.nearest_id("beta") == "dpo_beta"
+    assert A.nearest_id("method") == "task"
+
+
+@pytest.mark.parametrize("alias,path", sorted(ALIASES.items()))
+def test_one_alias_table_serves_answers_and_the_spec(alias, path):
+    """Every alias of wizard/spec/aliases.py gives both hints: --answers names the question that sets the
+    field, a spec file names the field (in its own section by name, anywhere else by its whole path)."""
+    qid = A.nearest_id(alias)
+    assert qid and path in (Qs.BY_ID[qid].spec, *Qs.BY_ID[qid].also), (alias, qid)
+    parent, _, leaf = path.rpartition(".")
+    placements = [("", path if parent else leaf)]
+    if parent and alias != leaf:
+        placements.append((parent, leaf))
+    for where, hint in placements:
+        raw = {"model": {"id": "m"}, "data": {"train": ["d.jsonl"]}}
+        node = raw
+        for s in filter(None, where.split(".")):
+            node = node.setdefault(s, {})
+        node[alias] = 1
+        with pytest.raises(SpecError) as e:
+            specmod.from_dict(raw)
+        key = f"{where}.{alias}" if where else alias
+        assert f"spec: {key}: unknown key; did you mean '{hint}'?" in e.value.problems, e.value.problems
 
 
 # ---------------------------------------------------------------- commented YAML
 
-def test_every_spec_field_has_a_comment():
-    from pydantic import BaseModel
+def yaml_comments(text: str) -> dict:
+    """{dotted field path: its comment} for every key of a rendered spec (beside the key, or on the line above)."""
+    out, stack, above = {}, [], None
+    for line in text.splitlines():
+        body = line.lstrip()
+        indent = len(line) - len(body)
+        if body.startswith("# "):
+            above = body[2:]
+            continue
+        item = body.startswith("- ")
+        if item:
+            body, indent = body[2:], indent + 2
+        key_part, beside, comment = body.partition("  # ")
+        key = key_part.split(":")[0]
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if item and not stack[-1][1].endswith("[]"):
+            stack[-1] = (stack[-1][0], stack[-1][1] + "[]")  # the list's items: data.train[].path
+        if ":" in key_part:
+            out[".".join([k for _, k in stack] + [key])] = comment if beside else above
+            stack.append((indent, key))
+        above = None
+    return out
 
-    from wizard.spec import DatasetSource
 
-    def walk(cls, prefix):
-        for name, f in cls.model_fields.items():
-            path = f"{prefix}{name}"
-            yield path
-            ann = f.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                yield from walk(ann, path + ".")
+FULL = {"name": "every-field", "task": "dpo", "method": "qlora",
+        "model": {"id": "o/m", "hub": "huggingface", "revision": "main", "adapter": "/runs/sft",
+                  "trust_remote_code": True},
+        "data": {"train": [{"path": "o/d", "format": "alpaca", "hub": "modelscope", "split": "test",
+                            "subset": "en", "columns": {"q": "instruction"}, "sample": 5}],
+                 "eval": [{"path": "e.jsonl", "format": "messages", "hub": "local", "split": "dev", "subset": "x",
+                           "columns": {"a": "output"}, "sample": 2}],
+                 "system": "Be brief.", "eval_split": 0.1},
+        "train": {"eval_steps": 10}}
 
-    missing = [p for p in walk(RunSpec, "") if not spec_yaml.comment_for(p)]
-    missing += [p for p in walk(DatasetSource, "data.train[].") if not spec_yaml.comment_for(p)]
-    assert not missing, f"add comments for {missing} in wizard/spec_yaml.py"
+
+def test_the_yaml_comments_are_the_field_descriptions():
+    spec = specmod.from_dict(FULL)
+    comments = yaml_comments(spec_yaml.render(spec))
+    assert set(comments) == set(fields.paths()), "a spec with every field set shows every field"
+    for path, comment in comments.items():
+        assert comment == fields.description(path) != "", path
 
 
 @pytest.mark.parametrize("raw", [
@@ -248,8 +366,8 @@ def test_defaults_follow_the_machine(tmp_path):
     assert [o for o in Qs.options(Qs.BY_ID["task"], a, a10) if o.value == task][0].title.count("recommended") == 1
     # Choosing more than the machine holds keeps the choice but makes its settings as lean as they go.
     full = a10.settings_for("qwen2.5-7b-instruct", "sft", "full")
-    assert (full["lr"], full["batch_size"], full["gradient_checkpointing"]) == (1e-5, 1, True)
-    assert full["max_length"] < 2048 and full["grad_accum"] == 16
+    assert (full["train.lr"], full["train.batch_size"], full["train.gradient_checkpointing"]) == (1e-5, 1, "on")
+    assert full["data.max_length"] < 2048 and full["train.grad_accum"] == 16
     # A small GPU gets a smaller model; no GPU gets the demo, whatever the hubs say.
     small = Context(hardware=_machine(6), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     picked = Qs.default(model_q, {"hub": "huggingface"}, small)
@@ -263,8 +381,7 @@ def test_welcome_and_recommended_panels_show_the_machine_and_the_values():
 
     from wizard.init.flow import Flow
 
-    ctx = Context(hardware=_machine(24), hubs={"huggingface": True, "modelscope": False}, hubs_checked=True,
-                  disk_free_gb=123.4)
+    ctx = Context(hardware=_machine(24), hubs={"huggingface": True, "modelscope": False}, hubs_checked=True)
     console = Console(record=True, width=100, color_system=None)
     flow = Flow(ctx, console, interactive=False, use_defaults=True)
     flow.welcome()

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from wizard.catalog import recipes_dir
-from wizard.data.render import IGNORE_INDEX, ensure_chat_template, tokenize_sft
+from wizard.data.render import IGNORE_INDEX, common_prefix, ensure_chat_template, tokenize_sft
 from wizard.errors import DataError
 from wizard.model_source import resolve
 
@@ -232,3 +232,10 @@ def test_every_bundled_demo_row_trains_exactly_its_answer(tok):
     assert stats.rows_out == len(examples) and not stats.truncated
     for example, row in zip(examples, rows):
         assert trained_runs(tok, row) == [example["messages"][-1]["content"] + "<|im_end|>"], example["where"]
+
+
+def test_common_prefix_of_strings_and_token_ids():
+    # One helper for the renderer (text) and DPO's prompt/answer split (token ids).
+    assert common_prefix("<|user|>hi<|end|>", "<|user|>hi<|assistant|>") == len("<|user|>hi<|")
+    assert common_prefix([1, 2, 3, 9], [1, 2, 3]) == 3
+    assert common_prefix([], [1]) == 0 and common_prefix("abc", "xbc") == 0

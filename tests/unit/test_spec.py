@@ -51,6 +51,47 @@ def test_unknown_key_names_the_key_and_the_nearest_valid_one():
     assert "epochs" in e.value.problems[0]
 
 
+def test_other_trainers_names_point_at_the_field_wherever_they_sit():
+    # The alias table (wizard/spec/aliases.py): in the field's own section its name, elsewhere its whole path.
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "learning_rate": 1e-4, "train": {"lora_rank": 8}, "lora": {"lora_rank": 8},
+                           "stage": "sft"})
+    text = "\n".join(e.value.problems)
+    assert "spec: learning_rate: unknown key; did you mean 'train.lr'?" in text
+    assert "spec: train.lora_rank: unknown key; did you mean 'lora.r'?" in text
+    assert "spec: lora.lora_rank: unknown key; did you mean 'r'?" in text
+    assert "spec: stage: unknown key; did you mean 'task'?" in text
+
+
+def test_a_bad_run_name_says_what_a_name_may_hold():
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "name": "my run"})
+    assert e.value.problems == ["spec: name: letters, digits, '.', '_' and '-' only, starting with a letter or "
+                                "digit (got 'my run')"]
+
+
+def test_every_field_is_described():
+    from wizard.spec import fields
+
+    undescribed = [p for p in fields.paths() if not fields.description(p)]
+    assert not undescribed, f"give these fields a description in wizard/spec/model.py: {undescribed}"
+
+
+def test_the_commented_yaml_is_written_atomically(tmp_path):
+    from wizard.spec import yaml_writer
+
+    spec = specmod.from_dict(MINIMAL)
+    target = tmp_path / "spec.yaml"
+    target.mkdir()  # a folder where the file should go: the final rename fails
+    with pytest.raises(OSError):
+        yaml_writer.write(spec, target)
+    assert target.is_dir() and list(tmp_path.iterdir()) == [target], "no temporary file is left behind"
+    written = yaml_writer.write(spec, tmp_path / "sub" / "s.yaml", header="hello")
+    assert written.read_text(encoding="utf-8") == yaml_writer.render(spec, "hello")
+    assert specmod.load(written).to_dict() == spec.to_dict()
+    assert [p.name for p in written.parent.iterdir()] == ["s.yaml"]
+
+
 def test_every_error_is_reported_at_once():
     raw = {"model": {"id": "x"}, "data": {"train": "a.jsonl", "max_lenght": 512},
            "train": {"lr": "fast", "batch_size": 0}, "method": "qlora2"}
@@ -107,6 +148,7 @@ def test_round_trip_through_yaml(tmp_path):
     assert specmod.load(out).to_dict() == spec.to_dict() | {"data": specmod.load(out).to_dict()["data"]}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("body,needle", [
     ("model: {id: a}\ndata: {train: x.jsonl}\ntrain: {learning_rate: 1}\n", "train.learning_rate: unknown key; did you mean 'lr'?"),
     ("model: {id: a}\ndata: {train: x.jsonl}\ntrain: {epochs: three}\n", "train.epochs"),
@@ -121,6 +163,7 @@ def test_cli_exit_2_names_the_key(tmp_path, body, needle):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.process
 def test_cli_missing_spec_file(tmp_path):
     r = cli("run", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2

@@ -1,8 +1,6 @@
 """tune-wizard doctor: what this machine can do, and what is missing."""
 from __future__ import annotations
 
-import shutil
-
 
 def add_arguments(p) -> None:
     p.add_argument("--path", default=".", help="where runs will be written (for free disk)")
@@ -12,6 +10,8 @@ def add_arguments(p) -> None:
 def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
     import torch
+
+    from wizard import hardware
 
     rows.append(("torch", True, torch.__version__))
     cuda = torch.cuda.is_available()
@@ -29,20 +29,22 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
         except Exception as exc:  # bitsandbytes raises more than ImportError on a broken CUDA set-up
             rows.append((pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]))
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        rows.append(("NVML", True, f"driver {pynvml.nvmlSystemGetDriverVersion()}"))
-        pynvml.nvmlShutdown()
-    except Exception as exc:
-        rows.append(("NVML", False, f"unavailable ({type(exc).__name__}): the dashboard shows CPU and RAM"))
-    free = shutil.disk_usage(path).free / 2**30
-    rows.append(("disk", free > 20, f"{free:.1f} GiB free at {path}" + ("" if free > 20 else
-                                                                        ": a 7B model needs ~15 GiB")))
+        with hardware.nvml() as nv:
+            rows.append(("NVML", True, f"driver {hardware.nvml_driver(nv)}"))
+    except hardware.NvmlUnavailable as exc:
+        rows.append(("NVML", False, f"{exc}: the dashboard shows CPU and RAM"))
+    except Exception as exc:  # noqa: BLE001 - NVML started but would not answer
+        rows.append(("NVML", False, f"query failed ({type(exc).__name__}): the dashboard shows CPU and RAM"))
+    free = hardware.free_disk_gb(path)
+    if free is None:
+        rows.append(("disk", False, f"free space at {path} unknown"))
+    else:
+        rows.append(("disk", free > 20, f"{free:.1f} GiB free at {path}" + ("" if free > 20 else
+                                                                            ": a 7B model needs ~15 GiB")))
     if network:
-        from wizard.hardware import hubs_reachable
+        from wizard import hubs
 
-        for hub, ok in hubs_reachable().items():
+        for hub, ok in hubs.reachable().items():
             rows.append((hub, ok, "reachable" if ok else "not reachable: use local models (model.hub: local)"))
     return rows
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from wizard.hardware import PRECISIONS
+
 
 def add_arguments(p) -> None:
     p.add_argument("ref", metavar="RUN_DIR|MODEL", help="a run folder (runs/<name>-<time>); --gguf also takes a model")
@@ -17,7 +19,7 @@ def add_arguments(p) -> None:
     what.add_argument("--gguf", metavar="TYPE", choices=["f16", "q8_0", "q4_0"],
                       help="GGUF file of type f16, q8_0 or q4_0 (default out: RUN_DIR/<name>-<TYPE>.gguf)")
     p.add_argument("--out", type=Path, help="output folder (--merge) or file (--gguf)")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+    p.add_argument("--dtype", choices=["auto", *PRECISIONS], default="auto",
                    help="--merge: precision of the saved weights (default: the base model's own)")
     p.add_argument("--force", action="store_true", help="replace an earlier export at --out")
 

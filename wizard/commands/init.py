@@ -18,9 +18,10 @@ def add_arguments(p) -> None:
                    help="YAML mapping of question id -> answer; only the questions it leaves out are asked")
     p.add_argument("--no-start", action="store_true", help="stop after writing the spec")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    ids = "\n".join(f"  {q.id:<24}{q.prompt}" for q in QUESTIONS)
+    ids = "\n".join(f"  {q.id:<24}{q.prompt}" + (f"  [{', '.join((q.spec, *q.also))}]" if q.spec else "")
+                     for q in QUESTIONS)
     p.epilog = ("question ids for --answers (e.g. `hub: demo`, `task: sft-lora`, `dataset: data.jsonl`, "
-                f"`lr: 1e-4`):\n{ids}")
+                f"`lr: 1e-4`), with the spec field each one sets:\n{ids}")
 
 
 def load_answers(path: str) -> dict:

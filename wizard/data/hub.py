@@ -1,38 +1,25 @@
 """Datasets from Hugging Face or ModelScope, by id.
 
 A job with no network must fail in seconds with a message that says what to do, not after the hubs'
-clients have retried for half a minute (datasets retries 5 times with backoff: ~25 s here). So before
-asking a hub we check that its host answers at all; if it does not, Hugging Face is asked in offline
-mode, which still finds a dataset already in the local cache.
+clients have retried for half a minute (datasets retries 5 times with backoff: ~25 s here). So the hub is
+asked first, under a deadline (wizard.hubs); when it cannot be asked, Hugging Face is read in offline mode,
+which still finds a dataset already in the local cache.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import re
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
+from wizard import hubs
 from wizard.data.readers import Problems, Row, read_folder
 from wizard.errors import DataError
 
-# owner/name, or a bare canonical name such as `imdb`; anything with a data-file suffix is a local path.
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".ndjson", ".txt")
-PROBE_TIMEOUT_S = 3.0
 
 
 def looks_like_hub_id(path: str) -> bool:
-    return bool(HUB_ID.match(path)) and not path.lower().endswith(FILE_SUFFIXES)
-
-
-def which_hub(hub: str) -> str:
-    if hub == "auto":
-        return "modelscope" if os.environ.get("USE_MODELSCOPE_HUB", "").lower() in ("1", "true", "yes") else "huggingface"
-    return hub
+    """owner/name, or a bare canonical name such as `imdb`; anything with a data-file suffix is a local path."""
+    return hubs.is_repo_id(path, bare_name_ok=True) and not path.lower().endswith(FILE_SUFFIXES)
 
 
 def sample_indices(n: int, k: int | None, seed: int) -> list[int]:
@@ -44,54 +31,6 @@ def sample_indices(n: int, k: int | None, seed: int) -> list[int]:
     if k >= n:
         return list(range(n)) * (k // n) + sorted(rng.sample(range(n), k % n))
     return sorted(rng.sample(range(n), k))
-
-
-def _truthy(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _reachable(url: str) -> tuple[bool, str]:
-    """Can we open a TCP connection to the host (or the proxy that reaches it)? A thread bounds the
-    wait, because name resolution ignores socket timeouts."""
-    target = urlparse(url)
-    host, port = target.hostname or url, target.port or 443
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY") \
-        or os.environ.get("all_proxy")
-    if proxy:
-        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = p.hostname or host, p.port or 8080
-    result: dict = {}
-
-    def probe():
-        try:
-            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
-            result["ok"] = True
-        except OSError as exc:
-            result["err"] = f"{host}: {exc.strerror or exc}"
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(PROBE_TIMEOUT_S + 1)
-    if result.get("ok"):
-        return True, ""
-    return False, result.get("err", f"{host}: no answer in {PROBE_TIMEOUT_S:.0f} s")
-
-
-@contextlib.contextmanager
-def _hf_offline(on: bool):
-    # datasets and huggingface_hub read HF_HUB_OFFLINE once, at import; set their flags for this call.
-    if not on:
-        yield
-        return
-    import datasets.config as dcfg
-    import huggingface_hub.constants as hcfg
-
-    saved = dcfg.HF_HUB_OFFLINE, dcfg.HF_DATASETS_OFFLINE, hcfg.HF_HUB_OFFLINE
-    dcfg.HF_HUB_OFFLINE = dcfg.HF_DATASETS_OFFLINE = hcfg.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        dcfg.HF_HUB_OFFLINE, dcfg.HF_DATASETS_OFFLINE, hcfg.HF_HUB_OFFLINE = saved
 
 
 def _local_hint(ds_id: str, hub: str) -> str:
@@ -108,7 +47,7 @@ def _first_line(exc: BaseException) -> str:
 
 def load_hub(src, seed: int, problems: Problems) -> tuple[list[Row], int, str]:
     """(rows, rows in the split before sampling, hub name). Raises DataError when the hub cannot serve it."""
-    hub = which_hub(src.hub)
+    hub = hubs.which(src.hub)
     if hub == "modelscope":
         ds, label = _modelscope(src, problems)
     else:
@@ -131,29 +70,26 @@ def _huggingface(src):
         import datasets
     except ImportError:
         raise DataError(f"{src.path}: the `datasets` library is not installed; pip install datasets") from None
-    offline = _truthy("HF_HUB_OFFLINE") or _truthy("HF_DATASETS_OFFLINE") or _truthy("TRANSFORMERS_OFFLINE")
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    ok, why = (False, "HF_HUB_OFFLINE is set") if offline else _reachable(endpoint)
+    reply = hubs.ask("huggingface", src.path, "dataset")
+    if reply.found is False:
+        raise DataError(f"{src.path}: not a local file, and {reply.problem}; check the id, or "
+                        f"{_local_hint(src.path, 'huggingface')}")
     try:
-        with _hf_offline(not ok):
+        with hubs.hf_offline(reply.found is None):
             ds = datasets.load_dataset(src.path, src.subset, split=src.split)
     except Exception as exc:  # the hub raises many types: offline, missing, gated, bad split
-        if not ok:
-            raise DataError(f"{src.path}: not a local file, and the Hugging Face hub could not be reached ({why}); "
-                            f"the dataset is not in the local cache either; {_local_hint(src.path, 'huggingface')}") from None
+        if reply.found is None:
+            raise DataError(f"{src.path}: not a local file, and {reply.problem}; the dataset is not in the local "
+                            f"cache either; {_local_hint(src.path, 'huggingface')}") from None
         raise DataError(f"{src.path}: could not load it from the Hugging Face hub ({_first_line(exc)}); check the id, "
                         f"subset and split (dataset split: {src.split}), or {_local_hint(src.path, 'huggingface')}") from None
     return ds, _label(src)
 
 
 def _modelscope(src, problems: Problems):
-    endpoint = os.environ.get("MODELSCOPE_DOMAIN") or "https://www.modelscope.cn"
-    if "://" not in endpoint:
-        endpoint = f"https://{endpoint}"
-    ok, why = _reachable(endpoint)
-    if not ok:
-        raise DataError(f"{src.path}: not a local file, and the ModelScope hub could not be reached ({why}); "
-                        f"{_local_hint(src.path, 'modelscope')}")
+    reply = hubs.ask("modelscope", src.path, "dataset")
+    if not reply.found:
+        raise DataError(f"{src.path}: not a local file, and {reply.problem}; {_local_hint(src.path, 'modelscope')}")
     try:
         try:
             from modelscope.msdatasets import MsDataset

@@ -15,6 +15,7 @@ from wizard.data.formats import DPO, NAMED, SFT, Format, RowError, detect, known
 from wizard.data.hub import load_hub, looks_like_hub_id, sample_indices
 from wizard.data.readers import Problems, Row, a_type, read_local
 from wizard.errors import DataError
+from wizard.spec import fields
 
 DETECT_ROWS = 50  # rows whose keys decide the format (optional fields may be absent from the first one)
 
@@ -55,8 +56,8 @@ class DataReport:
 
 
 def load_examples(data_spec, task: str = "sft", seed: int = 42) -> tuple[list[dict], list[dict], DataReport]:
-    if task not in ("sft", "dpo"):
-        raise ValueError(f"task must be sft or dpo, not {task!r}")
+    if task not in fields.choices("task"):
+        raise ValueError(f"task must be one of {', '.join(fields.choices('task'))}, not {task!r}")
     problems = Problems(data_spec.max_errors)
     report = DataReport(task=task)
     train: list[dict] = []

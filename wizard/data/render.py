@@ -128,7 +128,7 @@ def _assistant_spans(tokenizer, messages: list[dict], full: str, eot: list[str],
         else:
             # The content lies past where this turn's prefix and the whole rendering part ways, so a user turn
             # with the same text before it is not mistaken for it.
-            diverge = _common_prefix(prefix, full) if prefix is not None else 0
+            diverge = common_prefix(prefix, full) if prefix is not None else 0
             start = full.find(content, max(cursor, diverge)) if content else -1
             if start < 0:
                 raise DataError(
@@ -159,7 +159,7 @@ def _assistant_spans(tokenizer, messages: list[dict], full: str, eot: list[str],
     return spans, needs_eos
 
 
-def _common_prefix(a, b) -> int:
+def common_prefix(a, b) -> int:
     """Length of the shared start of two strings or token-id lists."""
     n = 0
     for x, y in zip(a, b):

@@ -1,7 +1,9 @@
-"""One Trainer callback that keeps the run folder's files and the Reporter in step with training."""
+"""One Trainer callback that keeps the run folder's files and the Reporter in step with training.
+
+It reports progress (status running, step, losses, metrics.jsonl rows, checkpoints) through the run's
+RunLifecycle; how the run ends is the lifecycle's to write."""
 from __future__ import annotations
 
-import logging
 import math
 import resource
 import sys
@@ -12,7 +14,8 @@ import torch
 from transformers import TrainerCallback
 
 from wizard import run_folder as rf
-from wizard.monitor.reporting import Reporter, RunInfo
+from wizard.engine.lifecycle import RunLifecycle
+from wizard.monitor.reporting import RunInfo
 
 # Trainer log keys -> metrics.jsonl keys. DPO keys (rewards/*, logps/*) pass through unchanged.
 _RENAME = {"learning_rate": "lr"}
@@ -30,27 +33,16 @@ def peak_memory_gb() -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run_dir: Path, info: RunInfo, reporter: Reporter, state: dict):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run: RunLifecycle, info: RunInfo):
+        self.run = run
+        self.run_dir: Path = run.run_dir
         self.info = info
-        self.reporter = reporter
-        self.state = state
         self.t0 = time.time()
         self.start_step = 0
         self.last_tokens = 0
         self.last_time = self.t0
         self.best_eval = math.inf
         self.last_loss = None
-        self.logger = logging.getLogger("wizard.run")
-
-    # -- helpers
-    def event(self, text: str, level: str = "info") -> None:
-        getattr(self.logger, "warning" if level == "warning" else "info")(text)
-        self.reporter.on_event(text, level)
-
-    def write_state(self, **changes) -> None:
-        self.state.update(changes, updated_at=time.time())
-        rf.write_json_atomic(self.run_dir / rf.STATE, self.state)
 
     # -- Trainer hooks
     def on_train_begin(self, args, state, control, **kwargs):
@@ -58,10 +50,10 @@ class RunFolderCallback(TrainerCallback):
         self.t0 = self.last_time = time.time()
         self.last_tokens = int(state.num_input_tokens_seen or 0)
         self.info.total_steps = state.max_steps
-        self.write_state(status="running", step=state.global_step, total_steps=state.max_steps)
-        self.reporter.on_start(self.info)
+        self.run.update(status="running", step=state.global_step, total_steps=state.max_steps)
+        self.run.reporter.on_start(self.info)
         if state.global_step:
-            self.event(f"resumed at step {state.global_step} of {state.max_steps}")
+            self.run.event(f"resumed at step {state.global_step} of {state.max_steps}")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -92,13 +84,13 @@ class RunFolderCallback(TrainerCallback):
                 self.best_eval = ev
         row["time"] = round(now, 3)
         rf.append_jsonl(self.run_dir / rf.METRICS, row)
-        self.write_state(step=state.global_step, last_loss=self.last_loss,
-                         best_eval_loss=None if math.isinf(self.best_eval) else self.best_eval)
-        self.reporter.on_log(row)
+        self.run.update(step=state.global_step, last_loss=self.last_loss,
+                        best_eval_loss=None if math.isinf(self.best_eval) else self.best_eval)
+        self.run.reporter.on_log(row)
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = self.run_dir / rf.CHECKPOINTS / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             # Written last: resume only trusts checkpoints whose save finished.
             (ckpt / rf.COMPLETE).write_text(f"{time.time()}\n")
-            self.event(f"checkpoint saved: {ckpt.relative_to(self.run_dir)}")
+            self.run.event(f"checkpoint saved: {ckpt.relative_to(self.run_dir)}")

@@ -18,6 +18,9 @@ dpo.max_prompt_length tokens (the turn the answers reply to), an answer its firs
 prompt + answer never exceed data.max_length (the answer gives way first). With data.overflow: drop, a pair that
 would be cut is left out instead.
 
+The DPOTrainer internals this relies on are pinned to TRL_RANGE (pyproject.toml says the same); a run checks
+the installed TRL before it loads anything.
+
 TRL also switches dropout off (the policy/reference comparison must be deterministic), so lora.dropout has no
 effect in DPO, and it casts QLoRA adapters to bf16; they are put back in the dtype the loader chose (float32),
 as for SFT.
@@ -26,16 +29,57 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from importlib.metadata import PackageNotFoundError, version
 from statistics import mean
 
 import torch
 
-from wizard.data.render import _common_prefix
-from wizard.errors import DataError
+from wizard.data.render import common_prefix
+from wizard.errors import DataError, UserError
 
 REF_ADAPTER = "ref"       # the name TRL gives the frozen reference copy of an existing adapter
 TRAINED_ADAPTER = "default"
 _SHOWN = 3                # rows named in a truncation message
+
+# TRL releases whose DPOTrainer internals PreferenceTrainer relies on: the private
+# _prepare_dataset(dataset, processing_class, args, dataset_name) (same signature since 1.0) returning
+# prompt_ids/chosen_ids/rejected_ids split where prompt and prompt + answer stop agreeing (since 1.14.2;
+# tokenize_pair and dpo_eval mirror that split), the frozen "ref" copy of an existing adapter, DPOConfig
+# without per-part lengths. Later releases are untried. pyproject.toml's trl line is the same range (a test
+# keeps them equal). The other override, _save, is the transformers Trainer's (transformers<6 there).
+TRL_RANGE = ">=1.14.2,<1.17"
+
+
+class TrlVersionError(UserError):
+    """The installed TRL is outside TRL_RANGE."""
+
+
+def check_trl(installed: str | None = None) -> str:
+    """The installed TRL version (or INSTALLED), if DPO supports it; else TrlVersionError saying how to fix it."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    fix = f'pip install "trl{TRL_RANGE}"'
+    if installed is None:
+        try:
+            installed = version("trl")
+        except PackageNotFoundError:
+            raise TrlVersionError(f"DPO needs trl{TRL_RANGE}, and trl is not installed", hint=fix) from None
+    try:
+        ok = Version(installed) in SpecifierSet(TRL_RANGE)
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise TrlVersionError(
+            f"DPO needs trl{TRL_RANGE}; this environment has trl {installed}, whose DPOTrainer internals "
+            "(_prepare_dataset, the reference adapter) tune-wizard's DPO was not built for",
+            hint=fix)
+    return installed
+
+
+def check_environment() -> None:
+    """Run before a DPO run loads anything (wizard.engine.runner.TASKS)."""
+    check_trl()
 
 
 # ------------------------------------------------------------------ spec -> DPOConfig
@@ -109,7 +153,7 @@ def tokenize_pair(tokenizer, example) -> tuple[list[int], list[int], list[int]]:
     prompt = _ids(tokenizer, example["prompt"], add_generation_prompt=True)
     chosen = _ids(tokenizer, list(example["prompt"]) + list(example["chosen"]))
     rejected = _ids(tokenizer, list(example["prompt"]) + list(example["rejected"]))
-    n = min(_common_prefix(prompt, chosen), _common_prefix(prompt, rejected))
+    n = min(common_prefix(prompt, chosen), common_prefix(prompt, rejected))
     return prompt[:n], chosen[n:], rejected[n:]
 
 
@@ -229,6 +273,7 @@ def _trainer_class():
 def build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events):
     from datasets import Dataset
 
+    check_trl()
     if not train_examples:
         raise DataError("no preference pairs to train on", hint="check data.train")
     # Pairs seen more than once: reference log-probs computed once up front beat one reference forward per step.

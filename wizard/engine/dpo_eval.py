@@ -115,22 +115,15 @@ def heldout_margins(run_or_model, pairs, tokenizer=None, batch_size: int = 8) ->
             "n": len(pairs)}
 
 
-@torch.no_grad()
 def greedy_answers(model, tokenizer, prompts: Iterable[list[dict]], max_new_tokens: int = 48,
                    use_reference: bool = False) -> list[str]:
-    """Greedy answers of the policy (or of the reference) to prompts given as message lists."""
-    out = []
-    ctx = reference(model) if use_reference else contextlib.nullcontext()
-    with ctx:
-        for messages in prompts:
-            enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)
-            ids = enc["input_ids"].to(next(model.parameters()).device)
-            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-            out.append(tokenizer.decode(gen[0][ids.shape[1]:], skip_special_tokens=True).strip())
-    return out
+    """Greedy answers of the policy (or of the reference) to prompts given as message lists, generated as chat
+    and serve generate them: each stops at any end-of-turn token, not only the tokenizer's eos."""
+    from wizard.inference.generation import generate_batch
+    from wizard.inference.loading import Loaded
+
+    with reference(model) if use_reference else contextlib.nullcontext():
+        return generate_batch(Loaded(model, tokenizer), list(prompts), max_new_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:

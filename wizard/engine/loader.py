@@ -15,11 +15,10 @@ import torch
 
 from wizard.catalog import default_targets, lookup
 from wizard.errors import ModelError, SpecError
+from wizard.hardware import pick_precision, torch_dtype
 from wizard.spec import RunSpec
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 @dataclass
@@ -31,10 +30,6 @@ class Precision:
     trainer_fp16: bool
 
 
-def device_kind() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def device_label() -> str:
     if torch.cuda.is_available():
         return f"cuda:0 ({torch.cuda.get_device_name(0)})"
@@ -42,19 +37,16 @@ def device_label() -> str:
 
 
 def choose_precision(requested: str, method: str) -> Precision:
-    """bf16 where the GPU has it, else fp16 with loss scaling; fp32 on the CPU."""
+    """The spec's precision on this machine (hardware.pick_precision), as the dtypes and Trainer flags it means."""
     cuda = torch.cuda.is_available()
-    name = requested
-    if name == "auto":
-        name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if not cuda and name != "fp32":
-        # Mixed precision on the CPU is slower than fp32 on most CPUs and the Trainer rejects fp16 there.
-        log.warning("precision %s requested but there is no GPU; training in fp32", name)
-        name = "fp32"
-    if cuda and name == "bf16" and not torch.cuda.is_bf16_supported():
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    name = pick_precision(requested, cuda, bf16)
+    if requested not in ("auto", name):
+        log.warning("precision %s requested but there is no GPU; training in fp32", requested)
+    if name == "bf16" and not bf16:
         raise SpecError(f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(0)}; "
                         "use fp16 or auto")
-    dtype = DTYPES[name]
+    dtype = torch_dtype(name)
     # Full fine-tuning in fp16 needs fp32 master weights (the grad scaler refuses fp16 parameters).
     weights = torch.float32 if (method == "full" and name == "fp16") else dtype
     return Precision(name, weights, dtype, trainer_bf16=cuda and name == "bf16", trainer_fp16=cuda and name == "fp16")
@@ -93,7 +85,7 @@ def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool):
             raise ModelError(f"method qlora needs bitsandbytes, which failed to import ({exc})",
                              hint="pip install bitsandbytes, or use method: lora") from None
         if spec.quant.bits == 4:
-            compute = precision.compute if spec.quant.compute_dtype == "auto" else DTYPES[spec.quant.compute_dtype]
+            compute = precision.compute if spec.quant.compute_dtype == "auto" else torch_dtype(spec.quant.compute_dtype)
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=spec.quant.type,
                 bnb_4bit_use_double_quant=spec.quant.double_quant, bnb_4bit_compute_dtype=compute)

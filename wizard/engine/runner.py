@@ -1,21 +1,41 @@
-"""`tune-wizard run`: from a validated spec to a finished run folder.
+"""`tune-wizard run`: from a validated spec to a finished run folder, in five phases.
 
-Order matters for the user: everything that can be wrong with the input (spec, datasets, model path) is
-checked before the model is loaded, so a typo costs seconds, not a model download.
+    prepare   the task's environment, the data, the run folder (new, or the one resumed) and its spec.yaml
+    load      tokenizer and model
+    build     the task's trainer, from TASKS
+    fit       the training loop, from the checkpoint when resuming
+    finalize  evaluation, the adapter, loss.png, and what the finished state says
+
+Order matters for the user: everything that can be wrong with the input (spec, datasets, a TRL that DPO does not
+support) is checked before a run folder exists or a model is loaded, so a typo costs seconds, not a model
+download. load .. finalize run inside a RunLifecycle, which owns state.json, train.log, the GPU sampler and the
+reporter, and writes how the run ended.
 """
 from __future__ import annotations
 
-import logging
+import importlib
+import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wizard import run_folder as rf
 from wizard import spec as specmod
+from wizard.engine.lifecycle import RunLifecycle
 from wizard.errors import SpecError
-from wizard.monitor.reporting import PlainReporter, Reporter, RunInfo
-from wizard.spec import RunSpec
+from wizard.monitor.reporting import Reporter, RunInfo
+from wizard.spec import RunSpec, yaml_writer
+
+# task -> the module that trains it. Each has check_environment() (run before anything loads) and
+# build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events). Imported when a
+# run of that task starts: torch and TRL are slow to import, and a spec typo should not wait for them.
+TASKS = {"sft": "wizard.engine.sft", "dpo": "wizard.engine.dpo"}
+
+# train.* fields a resumed run may change: how long it runs and how often it logs, saves, evaluates.
+RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps")
 
 
 def library_versions() -> dict:
@@ -49,17 +69,14 @@ def find_resume(spec: RunSpec, resume: str) -> tuple[Path, Path]:
     return p, ckpts[-1]
 
 
-def _setup_logging(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / rf.LOG, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("wizard", "transformers", "peft"):
-        logging.getLogger(name).addHandler(handler)
-    # Only our own logger goes to INFO: raising transformers' level would also print its INFO lines
-    # on the terminal through its own handler. Its warnings still reach train.log.
-    logging.getLogger("wizard").setLevel(logging.INFO)
-    # The reporter already shows our events; without this Python's last-resort handler prints warnings twice.
-    logging.getLogger("wizard").propagate = False
-    return handler
+def same_run(saved: RunSpec, spec: RunSpec) -> bool:
+    """Whether SPEC continues the run SAVED started: equal in what the run reads, except the RESUMABLE fields.
+
+    Compared as the run folder's spec.yaml text, so a section the run never reads (dpo for an SFT run) does
+    not count, by the same rule that leaves it out of the file."""
+    keep = {name: getattr(saved.train, name) for name in RESUMABLE}
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update=keep)})
+    return yaml_writer.render(saved) == yaml_writer.render(spec)
 
 
 def _trim_metrics(run_dir: Path, step: int) -> None:
@@ -67,154 +84,154 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
     path = run_dir / rf.METRICS
     rows = [r for r in rf.read_jsonl(path) if r.get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp, path)
+
+
+@dataclass
+class Prepared:
+    """What the prepare phase found: the data and where the run lives."""
+
+    task: Any                   # the TASKS module
+    train: list
+    eval: list
+    warnings: list[str]
+    run_dir: Path
+    checkpoint: Path | None     # resuming from here
+
+
+@dataclass
+class Loaded:
+    tokenizer: Any
+    model: Any
+    precision: Any
+    checkpointing: bool
+    info: RunInfo
 
 
 def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = None,
           reporter_factory=None) -> Path:
-    """Train `spec`; returns the run folder. Raises UserError on bad input."""
+    """Train SPEC; returns the run folder. Raises UserError on bad input.
+
+    reporter_factory(run_dir, sampler=...) makes the reporter once the run folder exists, and is handed the
+    run's GPU sampler (make_reporter fits); a `reporter` is used as is; neither: plain lines on stdout.
+    """
+    p = prepare(spec, resume)
+    with RunLifecycle(p.run_dir, {"name": spec.name, "model": spec.model.id, "task": spec.task,
+                                  "method": spec.method}, reporter=reporter, reporter_factory=reporter_factory) as run:
+        loaded = load(spec, p, run)
+        trainer = build(spec, p, loaded, run)
+        fit(trainer, p)
+        finalize(spec, p, loaded, trainer, run)
+    return p.run_dir
+
+
+def prepare(spec: RunSpec, resume: str | None) -> Prepared:
     from wizard.data.load import load_examples
 
-    # 1. Input checks that need no model.
+    task = importlib.import_module(TASKS[spec.task])
+    task.check_environment()
     train_ex, eval_ex, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
-
-    # 2. The run folder (new, or the one being resumed).
     checkpoint = None
     if resume:
         run_dir, checkpoint = find_resume(spec, resume)
-        saved = specmod.load(run_dir / rf.SPEC)
-        if saved.model_dump(exclude={"train": {"max_steps", "epochs", "save_steps", "logging_steps", "eval_steps"}}) != \
-                spec.model_dump(exclude={"train": {"max_steps", "epochs", "save_steps", "logging_steps", "eval_steps"}}):
+        if not same_run(specmod.load(run_dir / rf.SPEC), spec):
             raise SpecError(f"--resume: the spec differs from the one {run_dir.name} was started with "
-                            "(model, data or hyperparameters)", hint=f"resume with `tune-wizard run {run_dir / rf.SPEC} --resume`")
+                            "(model, data or hyperparameters)",
+                            hint=f"resume with `tune-wizard run {run_dir / rf.SPEC} --resume`")
     else:
         run_dir = rf.new_run_dir(spec.output_dir, spec.name)
     spec_path = run_dir / rf.SPEC
-    specmod.dump(spec, spec_path, header=f"# resolved spec of run {run_dir.name}\n"
-                                         f"# repeat it: tune-wizard run {spec_path}\n")
-    handler = _setup_logging(run_dir)
-    if reporter is None:
-        reporter = reporter_factory(run_dir) if reporter_factory else PlainReporter()
-    state = {"status": "starting", "name": spec.name, "model": spec.model.id, "task": spec.task,
-             "method": spec.method, "run_dir": str(run_dir), "started_at": time.time(), "pid": os.getpid()}
-    rf.write_json_atomic(run_dir / rf.STATE, state)
-    from wizard.monitor import start_sampler
-
-    # gpu.jsonl is written whatever the reporter, so `tune-wizard watch` works for nohup runs too.
-    sampler = start_sampler(run_dir)
-    try:
-        return _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, state)
-    finally:
-        sampler.stop()
-        for name in ("wizard", "transformers", "peft"):
-            logging.getLogger(name).removeHandler(handler)
-        handler.close()
+    yaml_writer.write(spec, spec_path, header=f"resolved spec of run {run_dir.name}\n"
+                                              f"repeat it: tune-wizard run {spec_path}")
+    return Prepared(task, train_ex, eval_ex, list(getattr(report, "warnings", None) or []), run_dir, checkpoint)
 
 
-def _train_in(spec, run_dir, checkpoint, train_ex, eval_ex, report, reporter, state) -> Path:
-    import torch
+def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     from transformers import set_seed
 
+    from wizard.data.render import ensure_chat_template
     from wizard.engine import loader
-    from wizard.engine.callbacks import RunFolderCallback, peak_memory_gb
-    from wizard.engine.training_args import build_args, choose_gradient_checkpointing
+    from wizard.engine.training_args import choose_gradient_checkpointing
     from wizard.model_source import load_tokenizer, resolve
 
-    log = logging.getLogger("wizard.run")
     set_seed(spec.train.seed)
-    info = RunInfo(run_dir=str(run_dir), name=spec.name, model=spec.model.id, task=spec.task, method=spec.method,
+    info = RunInfo(run_dir=str(p.run_dir), name=spec.name, model=spec.model.id, task=spec.task, method=spec.method,
                    total_steps=0, device=loader.device_label())
-
-    def events(text, level="info"):
-        getattr(log, "warning" if level == "warning" else "info")(text)
-        reporter.on_event(text, level)
-
-    for w in getattr(report, "warnings", []) or []:
-        events(w, "warning")
-    rf.write_json_atomic(run_dir / rf.RUN_INFO, {
+    for w in p.warnings:
+        run.event(w, "warning")
+    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, {
         "versions": library_versions(), "seed": spec.train.seed, "python": platform.python_version(),
         "host": platform.node(), "device": info.device, "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "data": {"train_rows": len(train_ex), "eval_rows": len(eval_ex)},
+        "resumed_from": str(p.checkpoint) if p.checkpoint else None,
+        "data": {"train_rows": len(p.train), "eval_rows": len(p.eval)},
     })
-    events(f"loading {spec.model.id} ...")
+    run.event(f"loading {spec.model.id} ...")
     model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
     tokenizer = load_tokenizer(model_path, spec.model.trust_remote_code)
-    from wizard.data.render import ensure_chat_template
-
     warning = ensure_chat_template(tokenizer)
     if warning:
-        events(warning, "warning")
+        run.event(warning, "warning")
     precision = loader.choose_precision(spec.train.precision, spec.method)
     ckpt_on, why = choose_gradient_checkpointing(spec, model_path)
-    events(f"precision {precision.name}; gradient checkpointing {'on' if ckpt_on else 'off'} ({why})")
+    run.event(f"precision {precision.name}; gradient checkpointing {'on' if ckpt_on else 'off'} ({why})")
     model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer))
     info.trainable_params, info.total_params = trainable, total
-    events(f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
+    run.event(f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
+    return Loaded(tokenizer, model, precision, ckpt_on, info)
 
-    args = build_args(spec, run_dir, precision, ckpt_on, has_eval=bool(eval_ex))
-    callback = RunFolderCallback(run_dir, info, reporter, state)
-    if spec.task == "dpo":
-        from wizard.engine.dpo import build_trainer
-    else:
-        from wizard.engine.sft import build_trainer
-    trainer = build_trainer(spec, model, tokenizer, train_ex, eval_ex, args, [callback], events)
+
+def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from wizard.engine.callbacks import RunFolderCallback
+    from wizard.engine.training_args import build_args
+
+    args = build_args(spec, p.run_dir, loaded.precision, loaded.checkpointing, has_eval=bool(p.eval))
+    trainer = p.task.build_trainer(spec, loaded.model, loaded.tokenizer, p.train, p.eval, args,
+                                   [RunFolderCallback(run, loaded.info)], run.event)
     # The reporter shows progress; the Trainer's own printer would print every log dict a second time.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if checkpoint is not None:
-        _trim_metrics(run_dir, int(checkpoint.name.split("-")[-1]))
-    try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except KeyboardInterrupt:
-        callback.write_state(status="interrupted", message="interrupted; continue with --resume",
-                             ended_at=time.time())
-        reporter.on_end(state)
-        reporter.close()
-        raise
-    except Exception as exc:
-        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        if isinstance(exc, torch.OutOfMemoryError):
-            msg += (" — out of GPU memory: see `tune-wizard estimate` and lower data.max_length or "
-                    "train.batch_size, or use method qlora / gradient_checkpointing on")
-        callback.write_state(status="failed", message=msg, ended_at=time.time())
-        reporter.on_end(state)
-        reporter.close()
-        raise
+    return trainer
 
-    if eval_ex:
-        metrics = trainer.evaluate()
-        trainer.log(metrics)
-    adapter = run_dir / rf.ADAPTER
+
+def fit(trainer, p: Prepared) -> None:
+    if p.checkpoint is not None:
+        _trim_metrics(p.run_dir, int(p.checkpoint.name.split("-")[-1]))
+    trainer.train(resume_from_checkpoint=str(p.checkpoint) if p.checkpoint else None)
+
+
+def finalize(spec: RunSpec, p: Prepared, loaded: Loaded, trainer, run: RunLifecycle) -> None:
+    from wizard.engine.callbacks import peak_memory_gb
+
+    # The Trainer evaluates at its last step when that step is an evaluation step; a second pass would only
+    # cost time and log the same row twice.
+    evaluated = {r.get("step") for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("eval_loss") is not None}
+    if p.eval and trainer.state.global_step not in evaluated:
+        trainer.log(trainer.evaluate())
+    adapter = p.run_dir / rf.ADAPTER
     trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
-    plot = _loss_plot(run_dir, events)
-    rows = rf.read_jsonl(run_dir / rf.METRICS)
-    losses = [r["loss"] for r in rows if r.get("loss") is not None]
-    final = dict(status="finished", ended_at=time.time(), adapter_dir=str(adapter),
-                 final_loss=losses[-1] if losses else None, first_loss=losses[0] if losses else None,
-                 elapsed_s=round(time.time() - state["started_at"], 1), peak_mem_gb=round(peak_memory_gb(), 3),
-                 loss_plot=str(plot) if plot else None,
-                 next_commands=[f"tune-wizard chat {run_dir}", f"tune-wizard export {run_dir} --merge",
-                                f"tune-wizard serve {run_dir}"])
-    final["message"] = (f"{spec.name} finished in {final['elapsed_s']:.0f} s; loss {final['first_loss'] or 0:.4f} -> "
-                        f"{final['final_loss'] or 0:.4f}; adapter in {adapter}")
-    callback.write_state(**final)
-    reporter.on_end(state)
-    reporter.close()
-    return run_dir
+    loaded.tokenizer.save_pretrained(str(adapter))
+    plot = _loss_plot(p.run_dir, run)
+    losses = [r["loss"] for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("loss") is not None]
+    first, last = (losses[0], losses[-1]) if losses else (None, None)
+    elapsed = round(time.time() - run.state["started_at"], 1)
+    run.finish(adapter_dir=str(adapter), final_loss=last, first_loss=first, elapsed_s=elapsed,
+               peak_mem_gb=round(peak_memory_gb(), 3), loss_plot=str(plot) if plot else None,
+               next_commands=[f"tune-wizard chat {p.run_dir}", f"tune-wizard export {p.run_dir} --merge",
+                              f"tune-wizard serve {p.run_dir}"],
+               message=f"{spec.name} finished in {elapsed:.0f} s; loss {first or 0:.4f} -> {last or 0:.4f}; "
+                       f"adapter in {adapter}")
 
 
-def _loss_plot(run_dir: Path, events) -> Path | None:
+def _loss_plot(run_dir: Path, run: RunLifecycle) -> Path | None:
     from wizard.monitor.plots import save_loss_plot
 
     try:
         return save_loss_plot(run_dir)
     except Exception as exc:  # a plot must never fail a finished run
-        events(f"loss.png not written: {exc}", "warning")
+        run.event(f"loss.png not written: {exc}", "warning")
         return None
 
 

@@ -45,6 +45,10 @@ def prepare_rows(spec, tokenizer, examples, events) -> list[dict]:
     return rows
 
 
+def check_environment() -> None:
+    """Nothing to check beyond the pinned dependencies: SFT uses only the HF Trainer's public API."""
+
+
 def build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events):
     train_rows = prepare_rows(spec, tokenizer, train_examples, events)
     eval_rows = prepare_rows(spec, tokenizer, eval_examples, events) if eval_examples else None

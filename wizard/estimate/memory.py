@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wizard.estimate.shape import Shape, as_shape, projections, shape_for_model, shape_from_config
+from wizard.hardware import PRECISIONS, pick_precision
+from wizard.spec import fields
 
 __all__ = ["Breakdown", "Shape", "available_memory", "estimate", "estimate_for_spec", "method_table", "recommend",
            "shape_for_model", "shape_from_config", "verdict"]
@@ -95,11 +97,11 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
              quant_bits: int = 4, double_quant: bool = True, device: str = "cuda", task: str = "sft") -> Breakdown:
     """Peak device memory of one training step, broken down."""
     s = as_shape(shape)
-    if method not in ("qlora", "lora", "full"):
-        raise ValueError(f"method must be qlora, lora or full, not {method!r}")
+    if method not in fields.choices("method"):
+        raise ValueError(f"method must be one of {', '.join(fields.choices('method'))}, not {method!r}")
     precision = "bf16" if precision in (None, "auto") else precision
-    if precision not in ("bf16", "fp16", "fp32"):
-        raise ValueError(f"precision must be bf16, fp16 or fp32, not {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     h, hd, qd, kvd = s.hidden, s.hd, s.q_dim, s.kv_dim
     inter = s.intermediate * max(1, s.experts_active)         # MoE: each token runs its top-k experts
     a = 4 if precision == "fp32" else 2                       # bytes of an activation
@@ -237,11 +239,7 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
                                                                   revision=spec.model.revision)
     gpu = _first_gpu(hardware)
     device = "cuda" if (gpu is not None or hardware is None) else "cpu"
-    precision = spec.train.precision
-    if device == "cpu":
-        precision = "fp32"            # the engine trains in fp32 on a CPU whatever the spec asks
-    elif precision == "auto":
-        precision = "bf16" if (gpu is None or gpu.bf16) else "fp16"
+    precision = pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
     kw: dict[str, Any] = dict(
         method=spec.method, precision=precision, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
         max_length=spec.data.max_length, batch_size=spec.train.batch_size, grad_ckpt=True,
@@ -353,12 +351,15 @@ def method_table(shape: Shape | Mapping, available_gb: float | None = None, **kw
     return rows
 
 
-def recommend(shape: Shape | Mapping, hardware=None, task: str = "sft", *, max_length: int = 2048,
-              total_batch: int = 16) -> dict:
-    """Spec values for this model on this machine. In order of preference: bf16 LoRA without gradient
-    checkpointing (fastest), LoRA with it, QLoRA without, QLoRA with; max_length halves (down to 256)
-    only when none of them fits; on a GPU with room to spare a batch of 2 or 4 replaces accumulation."""
-    s = as_shape(shape)
+def recommend(shape: Shape | Mapping | None, hardware=None, task: str = "sft", *, method: str | None = None,
+              max_length: int | None = None, total_batch: int = 16) -> dict:
+    """Spec values for this model on this machine: the one source of the wizard's recommended settings.
+
+    In order of preference: bf16 LoRA without gradient checkpointing (fastest), LoRA with it, QLoRA without,
+    QLoRA with; max_length (the spec's default unless given) halves, down to 256, only when none of them
+    fits; on a GPU with room to spare a batch of 2 or 4 replaces accumulation. `method` fixes the method
+    (the one a user chose) and fits the rest to it. With no shape (a model whose config cannot be read) or
+    no known memory, nothing can be measured: the QLoRA recipe's values, which fit the most machines."""
     if hardware is None:
         try:
             from wizard.hardware import detect
@@ -369,18 +370,23 @@ def recommend(shape: Shape | Mapping, hardware=None, task: str = "sft", *, max_l
     avail, where = available_memory(hardware) if hardware is not None else (None, "an unknown machine")
     gpu = _first_gpu(hardware)
     device = "cpu" if (hardware is not None and gpu is None) else "cuda"
-    precision = "fp32" if device == "cpu" else ("bf16" if gpu is None or gpu.bf16 else "fp16")
+    precision = pick_precision("auto", device == "cuda", gpu is None or gpu.bf16)
     base = dict(precision=precision, device=device, task=task)
     budget = avail * 0.9 if avail else None     # headroom for rows of unexpected length, other processes
-    order = [("lora", False), ("lora", True), ("qlora", False), ("qlora", True)]
-    length = min(max_length, s.context or max_length)
+    order = [(method, False), (method, True)] if method else [("lora", False), ("lora", True), ("qlora", False),
+                                                               ("qlora", True)]
+    length = int(max_length or fields.default("data.max_length"))
+    s = as_shape(shape) if shape is not None else None
+    if s is not None:
+        length = min(length, s.context or length)
 
     def total(method, L, ckpt, bs=1) -> float:
         return estimate(s, method=method, max_length=L, grad_ckpt=ckpt, batch_size=bs, **base).total_gb
 
-    if budget is None:
-        method, L, ckpt = "qlora", length, True
-        reason = "memory of this machine unknown: the QLoRA recipe's values"
+    if s is None or budget is None:
+        method, L, ckpt = method or "qlora", length, True
+        unknown = "the model's shape is unknown" if s is None else "memory of this machine unknown"
+        reason = f"{unknown}: nothing to measure, so the QLoRA recipe's safe settings"
     else:
         choice, L = None, length
         while choice is None:
@@ -390,8 +396,8 @@ def recommend(shape: Shape | Mapping, hardware=None, task: str = "sft", *, max_l
             if choice is None:
                 L //= 2
         if choice is None:
-            method, ckpt = "qlora", True
-            reason = (f"even QLoRA at {L} tokens needs {total(method, L, True):.1f} GiB; {where} has "
+            method, ckpt = method or "qlora", True
+            reason = (f"even {method} at {L} tokens needs {total(method, L, True):.1f} GiB; {where} has "
                       f"{avail:.1f} GiB: use a smaller model")
         else:
             method, ckpt = choice
@@ -400,12 +406,12 @@ def recommend(shape: Shape | Mapping, hardware=None, task: str = "sft", *, max_l
             if L < length:
                 reason += f" (not {length})"
     bs = 1
-    if budget is not None and device == "cuda" and not ckpt:
+    if s is not None and budget is not None and device == "cuda" and not ckpt:
         for cand in (2, 4):
             if total(method, L, False, cand) <= 0.6 * budget:
                 bs = cand
     lr = (1e-5 if method == "full" else 2e-4) if task == "sft" else 5e-5
     return {"method": method, "max_length": L, "batch_size": bs, "grad_accum": max(1, round(total_batch / bs)),
             "gradient_checkpointing": ckpt, "lr": lr, "precision": precision,
-            "estimate_gb": round(total(method, L, ckpt, bs), 2),
+            "estimate_gb": round(total(method, L, ckpt, bs), 2) if s is not None else None,
             "available_gb": round(avail, 2) if avail else None, "reason": reason}

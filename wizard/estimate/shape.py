@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from wizard import hubs
 from wizard.catalog import default_targets, lookup
 from wizard.errors import ModelError
 
@@ -221,24 +222,36 @@ def shape_for_model(model_id: str, hub: str = "auto", revision: str | None = Non
         raise ModelError(f"{path}: no config.json in this folder", hint="point at the folder that holds config.json")
     if path.is_file() and path.name.endswith(".json"):
         return shape_from_config(path)
-    if hub == "local" or "/" not in model_id or model_id.count("/") > 1:
+    if hub == "local" or not hubs.is_repo_id(model_id):
         raise ModelError(f"model '{model_id}': not a catalog alias and not a local model folder",
                          hint="run `tune-wizard recipes --models` for the catalog, or give a folder with config.json")
     return shape_from_config(_hub_config(model_id, hub, revision))
 
 
 def _hub_config(repo_id: str, hub: str, revision: str | None) -> Any:
-    use_ms = hub == "modelscope" or (hub == "auto" and os.environ.get("USE_MODELSCOPE_HUB", "").lower() in ("1", "true"))
+    """The model's config.json from the hub, or from the hub client's cache when the hub cannot be asked
+    (no network, HF_HUB_OFFLINE): seconds, never the clients' minute of retries."""
+    hub = hubs.which(hub)
+    hint = "pass a local folder that holds the model's config.json (model.id: /path/to/model)"
+    reply = hubs.ask(hub, repo_id)
+    if reply.found is False:
+        raise ModelError(f"model '{repo_id}': {reply.problem}, so there is no config.json to read", hint=hint)
+    cache_only = reply.found is None
     try:
-        if use_ms:
+        if hub == "modelscope":
             from modelscope.hub.file_download import model_file_download
 
-            return Path(model_file_download(repo_id, "config.json", revision=revision or "master"))
+            return Path(model_file_download(repo_id, "config.json", revision=revision or "master",
+                                            endpoint=hubs.endpoint(hub), local_files_only=cache_only))
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(repo_id, "config.json", revision=revision))
+        with hubs.hf_offline(cache_only):
+            return Path(hf_hub_download(repo_id, "config.json", revision=revision, endpoint=hubs.endpoint(hub),
+                                        local_files_only=cache_only))
     except Exception as exc:  # noqa: BLE001 - offline, 404, gated, auth: all mean "no config here"
+        if cache_only:
+            raise ModelError(f"model '{repo_id}': {reply.problem}, and its config.json is not in the local cache",
+                             hint=hint) from None
         text = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise ModelError(f"model '{repo_id}': could not fetch its config.json from "
-                         f"{'ModelScope' if use_ms else 'Hugging Face'} ({type(exc).__name__}: {text})",
-                         hint="pass a local folder that holds the model's config.json (model.id: /path/to/model)") from None
+        raise ModelError(f"model '{repo_id}': could not fetch its config.json from {hubs.TITLES[hub]} "
+                         f"({type(exc).__name__}: {text})", hint=hint) from None

@@ -43,25 +43,20 @@ def _slug(text: str) -> str:
 
 def describe(ref: str) -> tuple[Meta, Path]:
     """general.* metadata for `ref`, and the folder its base model was loaded from."""
-    from wizard.model_source import resolve
+    from wizard.inference.loading import model_files
 
-    p = Path(ref)
-    if rf.is_run_dir(p):
-        from wizard import spec as specmod
-
-        spec = specmod.load(p / rf.SPEC)
-        base_folder = p / rf.ADAPTER if spec.method == "full" else resolve(spec.model.id, spec.model.hub,
-                                                                              spec.model.revision)
+    files = model_files(ref)
+    base_folder, spec = files.weights, files.spec
+    if spec is not None:
         base_name, finetune, name = spec.model.id, spec.name, spec.name
     else:
-        base_folder = resolve(ref)
         base_name, finetune, name = ref, None, _slug(ref)
     source = _source_gguf(base_folder)
     general = _read_general(source) if source else {}
     meta = Meta(name=name, basename=general.get("general.basename") or _slug(base_name).lower(),
                 finetune=finetune, fallback_pre=general.get("tokenizer.ggml.pre"),
                 extra={k: general[f"general.{k}"] for k in _CARRIED if f"general.{k}" in general})
-    if not rf.is_run_dir(p) and general:  # the bundled model itself: keep its own names
+    if spec is None and general:  # the bundled model itself: keep its own names
         meta.name = general.get("general.name", meta.name)
         meta.finetune = general.get("general.finetune")
     return meta, base_folder
@@ -77,7 +72,6 @@ def default_path(ref: str, meta: Meta, ftype: str, size_label: str) -> Path:
 
 def export_gguf(ref: str, ftype: str, out: Path | None = None, force: bool = False, log=print) -> Path:
     import gguf
-    import torch
 
     from wizard.inference.loading import load_for_inference
 
@@ -91,8 +85,8 @@ def export_gguf(ref: str, ftype: str, out: Path | None = None, force: bool = Fal
     meta, _ = describe(ref)
     t0 = time.time()
     log(f"loading {ref} ...")
-    # fp32 on the CPU, so the merge and the quantization each round once; bf16 on a GPU (infer's default).
-    loaded = load_for_inference(ref, dtype=None if torch.cuda.is_available() else torch.float32, merge=True)
+    # The inference default: fp32 on the CPU, so the merge and the quantization each round once; bf16 on a GPU.
+    loaded = load_for_inference(ref, merge=True)
     if out is None:
         params = sum(p.numel() for n, p in loaded.model.named_parameters() if "lm_head" not in n
                      or not loaded.model.config.tie_word_embeddings)

@@ -13,13 +13,10 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from wizard import run_folder as rf
 from wizard.errors import UserError
+from wizard.hardware import PRECISIONS, torch_dtype
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-_NAMES = {v: k for k, v in DTYPES.items()}
 # What a model folder is made of; only these are removed when --force writes over an earlier export.
 _MODEL_FILES = ("*.safetensors", "*.bin", "*.index.json", "config.json", "generation_config.json", "tokenizer*",
                 "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.*",
@@ -38,22 +35,15 @@ def auto_dtype(ref: str) -> str:
     """The base model's own precision (from its config), so a bf16 model stays bf16 and fp32 stays fp32."""
     from transformers import AutoConfig
 
-    from wizard.model_source import resolve
+    from wizard.inference.loading import model_files
 
-    p = Path(ref)
-    if rf.is_run_dir(p):
-        from wizard import spec as specmod
-
-        spec = specmod.load(p / rf.SPEC)
-        folder = p / rf.ADAPTER if spec.method == "full" else resolve(spec.model.id, spec.model.hub,
-                                                                         spec.model.revision)
-    else:
-        folder = resolve(ref)
-    cfg = AutoConfig.from_pretrained(folder)
+    cfg = AutoConfig.from_pretrained(model_files(ref).weights)
     dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
     if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return _NAMES.get(dtype, "bf16")
+        import torch
+
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    return next((name for name in PRECISIONS if torch_dtype(name) == dtype), "bf16")
 
 
 def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: bool = False,
@@ -70,11 +60,11 @@ def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: boo
     check_out_dir(out, force)
     if dtype == "auto":
         dtype = auto_dtype(ref)
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype {dtype}: expected one of auto, {', '.join(DTYPES)}")
+    if dtype not in PRECISIONS:
+        raise UserError(f"--dtype {dtype}: expected one of auto, {', '.join(PRECISIONS)}")
     t0 = time.time()
     log(f"loading {run_dir} in {dtype} ...")
-    loaded = load_for_inference(str(run_dir), dtype=DTYPES[dtype], merge=True)
+    loaded = load_for_inference(str(run_dir), dtype=torch_dtype(dtype), merge=True)
     model = loaded.model
     if hasattr(model, "peft_config"):  # merge=True already unloaded peft; a leftover would need peft to load
         raise RuntimeError("the adapter was not merged (model still wraps peft)")

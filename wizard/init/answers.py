@@ -9,21 +9,35 @@ from pathlib import Path
 from typing import Any
 
 from wizard.init.context import Context
-from wizard.init.questions import BY_ID, QUESTIONS, Question, check_targets, default, model_id, options, task_method
-
-# Names other trainers (ms-swift, LLaMA-Factory, transformers) use for the same answers.
-ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "rank": "lora_r", "lora_rank": "lora_r",
-           "alpha": "lora_alpha", "max_len": "max_length", "max_seq_length": "max_length",
-           "cutoff_len": "max_length", "per_device_train_batch_size": "batch_size",
-           "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "scheduler", "optim": "optimizer",
-           "train_type": "task", "tuner_type": "task", "finetuning_type": "task", "model_id_or_path": "model_id",
-           "model_name_or_path": "model_id", "use_hf": "hub", "output": "output_dir", "run_name": "name",
-           "warmup": "warmup_ratio", "val_dataset_ratio": "eval_split", "split_dataset_ratio": "eval_split"}
+from wizard.init.questions import (
+    BY_ID,
+    QUESTIONS,
+    Question,
+    default,
+    model_id,
+    options,
+    question_for,
+    spec_value,
+    task_method,
+)
+from wizard.spec import ALIASES, fields
 
 
 def nearest_id(name: str) -> str | None:
-    if name.lower() in ALIASES:
-        return ALIASES[name.lower()]
+    """The question an unknown answers-file key most likely means.
+
+    Another trainer's name (learning_rate, lora_rank, cutoff_len: the spec's alias table) or a spec field
+    (train.lr, r) leads to the question that sets that field; anything else to the closest id by spelling.
+    """
+    key = name.strip().lower()
+    path = ALIASES.get(key)
+    if path is None and fields.exists(key):
+        path = key
+    if path is None:
+        path = next((p for q in QUESTIONS if q.spec for p in (q.spec, *q.also) if p.rpartition(".")[2] == key), None)
+    qid = question_for(path) if path else None
+    if qid:
+        return qid
     got = difflib.get_close_matches(name, list(BY_ID), n=1, cutoff=0.4)
     return got[0] if got else None
 
@@ -57,24 +71,20 @@ def coerce(q: Question, raw: Any, a: dict, ctx: Context) -> Any:
         if str(raw).lower() in low:
             return low[str(raw).lower()]
         raise ValueError(f"one of: {', '.join(map(str, values))}")
-    if q.id == "target_modules" and isinstance(raw, list):
+    if isinstance(raw, list):  # `target_modules: [q_proj, v_proj]` in an answers file
         return ",".join(map(str, raw))
     return "" if raw is None else str(raw).strip()
 
 
 def check(q: Question, value: Any, a: dict, ctx: Context) -> str | None:
-    if q.kind in ("text", "path") and value in ("", None) and not q.optional:
-        return "an answer is needed here"
-    if q.id == "target_modules":
-        return check_targets(targets(value), a, ctx)
-    return q.validate(value, a, ctx) if q.validate else None
-
-
-def targets(v: Any) -> Any:
-    if isinstance(v, list):
-        return v
-    s = str(v).strip()
-    return s if s in ("auto", "all-linear") else [t.strip() for t in s.split(",") if t.strip()]
+    """Why an answer is refused, or None: the question's own check, then its spec field's (bounds, rules)."""
+    if q.kind in ("text", "path") and value in ("", None):
+        return None if q.optional else "an answer is needed here"
+    err = q.validate(value, a, ctx) if q.validate else None
+    if err is None and q.spec and q.choices is None:
+        # A question with its own choices answers with a stand-in ("demo", "bundled:mix"), not a field value.
+        err = fields.problem(q.spec, spec_value(q, value))
+    return err
 
 
 # ---------------------------------------------------------------- answers -> spec
@@ -102,31 +112,31 @@ def portable_path(p: Path, base: Path) -> str:
         return str(p)
 
 
+def _put(d: dict, path: str, value: Any) -> None:
+    *sections, name = path.split(".")
+    for s in sections:
+        d = d.setdefault(s, {})
+    d[name] = value
+
+
 def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
-    """The RunSpec dict the answers describe; keys not answered keep the spec's own defaults."""
+    """The RunSpec dict the answers describe; fields not answered keep the spec's own defaults."""
     task, method = task_method(a)
     hub = a.get("hub", "demo")
     mid = model_id(a, ctx)
     if hub == "local":
         mid = str(Path(mid).expanduser().resolve())
-    model: dict = {"id": mid, "hub": {"demo": "auto", "local": "local"}.get(hub, hub)}
+    # "demo" is the wizard's choice for the bundled model, which the catalog finds with hub auto.
+    model: dict = {"id": mid, "hub": {"demo": "auto"}.get(hub, hub)}
     if a.get("dpo_adapter"):
         model["adapter"] = str(Path(a["dpo_adapter"]).expanduser().resolve())
-    spec: dict = {"version": 1, "name": a["name"], "model": model, "task": task, "method": method,
-                  "data": {"train": _data_sources(a, ctx, spec_file.parent)}, "train": {},
-                  "output_dir": a.get("output_dir", "runs")}
-    if method != "full":
-        spec["lora"] = {}
+    spec: dict = {"model": model, "task": task, "method": method,
+                  "data": {"train": _data_sources(a, ctx, spec_file.parent)}}
     for q in QUESTIONS:
-        if q.id not in a or not q.key or not q.tuning:
+        # The answers that are their field's value as they stand; model and data are assembled above.
+        if q.id not in a or not q.spec or not (q.tuning or q.id in ("name", "output_dir")):
             continue
-        section, _, field_ = q.key.partition(".")
-        if section == "lora" and method == "full":
+        if q.spec.startswith("lora.") and method == "full":
             continue
-        value = a[q.id]
-        if q.id == "target_modules":
-            value = targets(value)
-        elif q.kind == "number" and not q.integer:
-            value = float(value)  # one spelling (3.0, not 3) whether typed, defaulted or read from a file
-        spec.setdefault(section, {})[field_] = value
+        _put(spec, q.spec, spec_value(q, a[q.id]))
     return spec

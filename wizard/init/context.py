@@ -5,31 +5,16 @@ that fails (no NVML, no network, an odd config) must cost the user advice, never
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wizard import hubs
 from wizard.catalog import CatalogModel, load_catalog, lookup
+from wizard.spec import fields
 
-METHODS = ("qlora", "lora", "full")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Used only where the estimate cannot say anything (an unknown model shape): the QLoRA recipe's values.
-FALLBACK = {"method": "qlora", "max_length": 2048, "batch_size": 1, "grad_accum": 16,
-            "gradient_checkpointing": True, "lr": 2e-4, "reason": "the QLoRA recipe's defaults"}
-LR = {("sft", "qlora"): 2e-4, ("sft", "lora"): 2e-4, ("sft", "full"): 1e-5,
-      ("dpo", "qlora"): 5e-5, ("dpo", "lora"): 5e-5}
-TOTAL_BATCH = 16
 # The GPU default: the model the QLoRA recipe and ms-swift's examples are measured on, then smaller ones.
 PREFERRED = ("qwen2.5-7b-instruct", "qwen2.5-3b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct")
-
-
-def _env_on(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -47,7 +32,6 @@ class Context:
     hardware: Any = None
     hubs: dict = field(default_factory=lambda: {"huggingface": False, "modelscope": False})
     hubs_checked: bool = False
-    disk_free_gb: float | None = None
     cwd: Path = field(default_factory=Path.cwd)
     preset: dict = field(default_factory=dict)  # the answers file
     out: Path | None = None                  # --out
@@ -63,21 +47,16 @@ class Context:
             from wizard import hardware
 
             ctx.hardware = hardware.detect(ctx.cwd)
-            ctx.disk_free_gb = getattr(ctx.hardware, "disk_free_gb", None)
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the wizard
             ctx.notes.append(f"hardware not detected ({type(exc).__name__}: {exc})")
-        if _env_on("TUNE_WIZARD_OFFLINE"):
+        if hubs.env_on("TUNE_WIZARD_OFFLINE"):
             ctx.notes.append("TUNE_WIZARD_OFFLINE is set: hubs not asked")
             return ctx
         try:
-            from wizard import hardware
-
-            ctx.hubs = dict(hardware.hubs_reachable(timeout=3))
+            ctx.hubs = hubs.reachable(timeout=3)  # False for a hub an offline flag (HF_HUB_OFFLINE) closes
             ctx.hubs_checked = True
         except Exception as exc:  # noqa: BLE001
             ctx.notes.append(f"hubs not checked ({type(exc).__name__})")
-        if _env_on("HF_HUB_OFFLINE"):
-            ctx.hubs["huggingface"] = False
         return ctx
 
     @property
@@ -96,7 +75,9 @@ class Context:
     def device(self) -> dict:
         """estimate()'s device and precision for this machine, as `tune-wizard run` would pick them."""
         if self.gpus:
-            return {"device": "cuda", "precision": "bf16" if getattr(self.gpus[0], "bf16", True) else "fp16"}
+            from wizard.hardware import pick_precision
+
+            return {"device": "cuda", "precision": pick_precision("auto", True, getattr(self.gpus[0], "bf16", True))}
         return {"device": "cpu", "precision": "fp32"} if self.hardware is not None else {}
 
     # ------------------------------------------------------------------ models
@@ -128,9 +109,11 @@ class Context:
         entry = lookup(model_id)
         return entry.context if entry else 4096
 
-    def fits(self, model_id: str, method: str, max_length: int = 2048, batch_size: int = 1,
+    def fits(self, model_id: str, method: str, max_length: int | None = None, batch_size: int = 1,
              grad_ckpt: bool = True) -> bool | None:
-        """Whether `method` fits this machine's memory (by default at a modest setting); None when unknown."""
+        """Whether `method` fits this machine's memory (by default at a modest setting: the spec's max_length,
+        one row, checkpointing); None when unknown."""
+        max_length = max_length or fields.default("data.max_length")
         key = ("fits", model_id, method, max_length, batch_size, grad_ckpt)
         if key in self._cache:
             return self._cache[key]
@@ -151,7 +134,7 @@ class Context:
 
     def fit_marks(self, model_id: str) -> str:
         """e.g. "✓ qlora ✓ lora ✗ full"; empty when this machine's memory is unknown."""
-        fits = {m: self.fits(model_id, m) for m in METHODS}
+        fits = {m: self.fits(model_id, m) for m in fields.choices("method")}
         if all(v is None for v in fits.values()):
             return ""
         return " ".join(f"{'?' if ok is None else ('✓' if ok else '✗')} {m}" for m, ok in fits.items())
@@ -173,15 +156,9 @@ class Context:
 
     def probe_endpoint(self, url: str) -> bool:
         """A Hugging Face mirror given in the wizard: does it answer? (The welcome probe asked huggingface.co.)"""
-        if _env_on("TUNE_WIZARD_OFFLINE"):
+        if hubs.env_on("TUNE_WIZARD_OFFLINE"):
             return False
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/api/models?limit=1", timeout=5):
-                ok = True
-        except urllib.error.HTTPError:
-            ok = True  # it answered, if not to this path
-        except Exception:  # noqa: BLE001
-            ok = False
+        ok = hubs.answers("huggingface", timeout=5, url=url)
         self.hubs["huggingface"] = ok
         self._cache = {k: v for k, v in self._cache.items() if k[0] != "hub_has"}
         return ok
@@ -196,60 +173,35 @@ class Context:
     def _ask_hub(self, hub: str, repo_id: str) -> bool | None:
         if not self.hubs.get(hub):
             return None
-        if hub == "huggingface":
-            base = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-            url = f"{base}/api/models/{repo_id}"
-        else:
-            url = f"https://www.modelscope.cn/api/v1/models/{repo_id}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if hub == "modelscope":
-                    body = json.loads(resp.read().decode("utf-8", "replace") or "{}")
-                    return bool(body.get("Success", body.get("Code") == 200))
-                return True
-        except urllib.error.HTTPError as exc:
-            # Hugging Face answers 401 for a repository that does not exist (or is private).
-            return False if exc.code in (401, 404) else None
-        except Exception:  # noqa: BLE001 - timeouts, DNS, proxies: unknown
-            return None
+        return hubs.exists(hub, repo_id, timeout=5)
 
     # ------------------------------------------------------------------ advice
-    def recommend(self, model_id: str, task: str) -> dict:
-        key = ("rec", model_id, task)
+    def recommend(self, model_id: str, task: str, method: str | None = None) -> dict:
+        """wizard.estimate.recommend() for this model on this machine (with `method`: fitted to that method)."""
+        key = ("rec", model_id, task, method)
         if key not in self._cache:
-            rec = dict(FALLBACK)
-            shape = self.shape(model_id)
-            if shape is not None:
-                try:
-                    from wizard.estimate import recommend
+            from wizard.estimate import recommend
 
-                    got = recommend(shape, self.hardware, task)
-                    rec.update({k: v for k, v in dict(got).items() if v is not None})
-                except Exception as exc:  # noqa: BLE001
-                    rec["reason"] = f"estimate unavailable ({type(exc).__name__}); the QLoRA recipe's defaults"
-            if task == "dpo" and rec["method"] == "full":
-                rec["method"] = "lora"  # DPO needs an adapter: the reference model is the base with it off
+            try:
+                rec = recommend(self.shape(model_id), self.hardware, task, method=method)
+            except Exception as exc:  # noqa: BLE001 - an odd shape: advice without a measurement
+                rec = recommend(None, self.hardware, task, method=method)
+                rec["reason"] = f"estimate unavailable ({type(exc).__name__}); {rec['reason']}"
             self._cache[key] = rec
         return self._cache[key]
 
     def settings_for(self, model_id: str, task: str, method: str, dataset: str = "") -> dict:
-        """Recommended hyperparameters for the method the user chose (it may differ from the recommended one)."""
+        """Recommended spec values, by dotted path, for the method the user chose (it may differ from the
+        recommended one); "reason" says where they come from. Fields it leaves out keep the spec's default."""
         if model_id == self.demo_alias() and task == "sft" and method != "full" and dataset == "bundled:mix":
             demo = demo_recipe_settings()
             if demo:
                 return demo
-        rec = dict(self.recommend(model_id, task))
-        if method != rec["method"]:
-            rec["lr"] = LR.get((task, method), rec["lr"])
-            length, batch, ckpt = int(rec["max_length"]), int(rec["batch_size"]), bool(rec["gradient_checkpointing"])
-            if self.fits(model_id, method, length, batch, ckpt) is False:
-                # The chosen method needs more than the recommended one: checkpointing, one row, shorter rows.
-                ckpt, batch = True, 1
-                while length > 256 and self.fits(model_id, method, length, 1, True) is False:
-                    length //= 2
-            rec.update(method=method, max_length=length, batch_size=batch, gradient_checkpointing=ckpt)
-        rec["grad_accum"] = max(1, round(TOTAL_BATCH / max(1, int(rec["batch_size"]))))
-        return rec
+        rec = self.recommend(model_id, task, method)
+        return {"data.max_length": rec["max_length"], "train.batch_size": rec["batch_size"],
+                "train.grad_accum": rec["grad_accum"], "train.lr": rec["lr"],
+                "train.gradient_checkpointing": "on" if rec["gradient_checkpointing"] else "off",
+                "reason": rec["reason"]}
 
     # ------------------------------------------------------------------ data
     def preview(self, path: str, task: str) -> Preview:
@@ -268,29 +220,29 @@ class Context:
 
 
 def demo_recipe_settings() -> dict | None:
-    """The bundled demo's measured settings (recipes/demo.yaml), as wizard answers.
+    """The bundled demo's measured settings (recipes/demo.yaml), by dotted spec path.
 
     Generic advice (r 8 on q/v, lr 2e-4, 3 epochs) does not teach a 135M model its new name in minutes on
     a CPU; the demo recipe was tuned and timed to, so the demo model with the demo data gets its values.
     """
     try:
-        import yaml
-
         from wizard.catalog import recipes_dir
+        from wizard.spec import load
 
-        raw = yaml.safe_load((recipes_dir() / "demo.yaml").read_text(encoding="utf-8"))
-        lora, data, train = raw.get("lora", {}), raw.get("data", {}), raw.get("train", {})
+        spec = load(recipes_dir() / "demo.yaml")
     except Exception:  # noqa: BLE001 - no recipe: the generic advice stands
         return None
-    pick = {"lora_r": lora.get("r"), "lora_alpha": lora.get("alpha"), "lora_dropout": lora.get("dropout"),
-            "target_modules": lora.get("target_modules"), "max_length": data.get("max_length"),
-            "eval_split": data.get("eval_split"), "packing": data.get("packing"),
-            **{k: train.get(k) for k in ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
-                                         "scheduler", "optimizer", "seed", "logging_steps", "save_steps",
-                                         "gradient_checkpointing", "weight_decay")}}
-    out = {k: v for k, v in pick.items() if v is not None}
+    out = dict(_flatten(spec.to_dict()))
     out["reason"] = "the bundled demo's measured settings (recipes/demo.yaml): the new name is learnt in minutes"
     return out
+
+
+def _flatten(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):  # a section (lora, train, ...); no field of a section holds a mapping
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield prefix + k, v
 
 
 def _preview(path: str, task: str) -> Preview:

@@ -163,7 +163,7 @@ class Flow:
         import questionary
 
         dflt = Qs.default(q, a, self.ctx)
-        self.console.print(f"  [dim]{q.help}[/]")
+        self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
         if q.kind == "select":
             opts = Qs.options(q, a, self.ctx)
             choices, group = [], None
@@ -204,7 +204,7 @@ class Flow:
             return self._from_file(q, self.preset[qid], {})
         import questionary
 
-        self.console.print(f"  [dim]{q.help}[/]")
+        self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
         return bool(questionary.confirm(prompt, default=default).unsafe_ask())
 
     # ------------------------------------------------------------------ panels
@@ -231,8 +231,23 @@ class Flow:
         self.console.print(Panel(Group(intro, *lines), title="tune-wizard · this machine", title_align="left",
                                  border_style="cyan", expand=False))
 
+    def tuning_values(self, a: dict) -> dict:
+        """What the hyperparameter questions will answer if the recommended settings are taken: the answers
+        file's value where it has one, else the default (which may follow an earlier one: grad_accum)."""
+        v = dict(a)
+        for q in Qs.QUESTIONS:
+            if not (q.tuning and q.spec):
+                continue
+            try:
+                v[q.id] = A.coerce(q, self.preset[q.id], v, self.ctx) if q.id in self.preset else None
+            except ValueError:
+                v[q.id] = None  # the question loop will say what is wrong with it
+            if v[q.id] is None:
+                v[q.id] = Qs.default(q, v, self.ctx)
+        return v
+
     def recommended_panel(self, a: dict) -> None:
-        r = {**Qs.rec(a, self.ctx), **{k: v for k, v in self.preset.items() if k in Qs.BY_ID and Qs.BY_ID[k].tuning}}
+        r = self.tuning_values(a)
         task, method = Qs.task_method(a)
         t = Table(show_header=False, box=None, padding=(0, 2))
         t.add_column(style="bold")
@@ -241,16 +256,13 @@ class Flow:
             t.add_row("LoRA", f"rank {fmt(r['lora_r'])}, alpha {fmt(r['lora_alpha'])}, "
                               f"dropout {fmt(r['lora_dropout'])}, modules {fmt(r['target_modules'])}")
         t.add_row("Learning rate", f"{fmt(r['lr'])}, {r['scheduler']} with warmup {fmt(r['warmup_ratio'])}")
-        steps = f", at most {r['max_steps']} steps" if int(r.get("max_steps", -1)) > 0 else ""
+        steps = f", at most {r['max_steps']} steps" if int(r["max_steps"]) > 0 else ""
         t.add_row("Epochs", fmt(r["epochs"]) + steps)
         t.add_row("Max length", f"{fmt(r['max_length'])} tokens")
-        total = int(r["batch_size"]) * int(Qs.default(Qs.BY_ID["grad_accum"], a, self.ctx))
-        t.add_row("Batch", f"{r['batch_size']} × grad accum {fmt(Qs.default(Qs.BY_ID['grad_accum'], a, self.ctx))} "
-                           f"= {total} rows per update")
-        gc = r["gradient_checkpointing"]
-        t.add_row("Optimizer", f"{r['optimizer']}; gradient checkpointing "
-                               f"{('on' if gc else 'off') if isinstance(gc, bool) else gc}")
-        why = Text(f"Why: {r.get('reason', '')}", style="dim")
+        total = int(r["batch_size"]) * int(r["grad_accum"])
+        t.add_row("Batch", f"{r['batch_size']} × grad accum {r['grad_accum']} = {total} rows per update")
+        t.add_row("Optimizer", f"{r['optimizer']}; gradient checkpointing {r['gradient_checkpointing']}")
+        why = Text(f"Why: {Qs.rec(a, self.ctx).get('reason', '')}", style="dim")
         self.console.print(Panel(Group(t, why), title=f"Recommended for {task} · {method}", title_align="left",
                                  border_style="green", expand=False))
 
@@ -276,7 +288,7 @@ class Flow:
         t = Table(title="The run spec", title_justify="left", show_header=False, box=None, padding=(0, 2))
         t.add_column(style="bold")
         t.add_column(overflow="fold")
-        for section, value in spec_yaml._relevant(spec).items():
+        for section, value in spec_yaml.relevant(spec).items():
             if section == "version":
                 continue
             if isinstance(value, dict):
@@ -371,7 +383,7 @@ def choose_file(flow: Flow, path: Path) -> Path:
         if not flow.interactive:
             raise UserError(f"{path} exists and the answers say not to overwrite it",
                             hint="add `out_file: NEW.yaml` to the answers file, or pass --out")
-        flow.console.print(f"  [dim]{Qs.BY_ID['out_file'].help}[/]")
+        flow.console.print(f"  [dim]{Qs.help_text(Qs.BY_ID['out_file'])}[/]")
         raw = questionary.path("Write the spec to", default=shown(free_name(path)), **PROMPT_KW,
                                validate=lambda t: True if t.strip() and not Path(t).expanduser().is_dir()
                                else "a file name, e.g. my-run.yaml").unsafe_ask()

@@ -1,24 +1,31 @@
 """The wizard's questions, as data.
 
-Each question says what it asks, a one-line help, its default as a function of (answers so far, context),
-its choices, its validator, when it applies, and which spec key its answer lands in. The interactive flow,
-`--defaults` and `--answers FILE` all walk this one list, so Enter at every prompt and `--defaults` can't
-drift apart. Answers become a RunSpec dict in `build_spec_dict`; nothing else writes spec keys.
+Each question says what it asks, when it applies and which RunSpec field its answer sets (`spec`, a dotted
+path such as "train.lr"). The field supplies the rest: the help line (its description), the static default,
+the choices (its Literal) and the bounds (its ge/gt/le/lt, checked by the spec's own validator, so a bad
+answer gets the words a bad spec file gets). A question overrides one of these only on purpose, and says
+why where it does. Recommended values come from the estimator (wizard.estimate.recommend, through
+Context.settings_for) and replace the static default of the hyperparameter questions.
+
+The interactive flow, `--defaults` and `--answers FILE` all walk this one list, so Enter at every prompt and
+`--defaults` can't drift apart. Answers become a RunSpec dict in wizard.init.answers.build_spec_dict.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wizard import hubs
 from wizard.catalog import lookup
-from wizard.init.context import HUB_ID, Context
+from wizard.init.context import Context
+from wizard.spec import fields, task_method_problem
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#[1-9][0-9]*)?$")
-HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
+HUB_DATASET = re.compile(rf"^{hubs.REPO_ID_PATTERN}(#[1-9][0-9]*)?$")
+HUB_TITLES = hubs.TITLES
 STEPS = {2: "Where the model comes from", 3: "The model", 4: "The task", 5: "The dataset",
          6: "Hyperparameters", 7: "Output", 8: "Summary", 9: "Start"}
 
@@ -37,20 +44,26 @@ class Question:
     kind: str  # select | text | confirm | path | number
     step: int
     prompt: str
-    help: str
-    default: Callable[[dict, Context], Any]
-    key: str | None = None  # the spec key the answer maps to ("a, b" when it sets several)
-    choices: Callable[[dict, Context], list] | None = None
-    validate: Callable[[Any, dict, Context], str | None] | None = None  # an error message, or None
+    spec: str | None = None  # the RunSpec field the answer sets; its facts fill what is not overridden
+    also: tuple[str, ...] = ()  # further fields the same answer sets ("sft-lora" sets task and method)
+    help: str | None = None  # overrides the field's description (a question without a field needs one)
+    default: Callable[[dict, Context], Any] | None = None  # overrides the field's (or the recommended) default
+    choices: Callable[[dict, Context], list] | None = None  # overrides the field's Literal choices
+    validate: Callable[[Any, dict, Context], str | None] | None = None  # a check beyond the field's own
+    to_spec: Callable[[Any], Any] | None = None  # the answer as the field's value, where the two differ
     when: Callable[[dict, Context], bool] = lambda a, c: True
     tuning: bool = False    # asked only when the recommended settings are declined
     advanced: bool = False  # ... and only in the advanced branch
-    integer: bool = False   # number questions: int rather than float
     # A select answer that is not one of the choices (an answers file saying `model: Qwen/Qwen2-7B`):
     # returns the answers it stands for, or None to reject it.
     other: Callable[[Any, Context], dict | None] | None = None
     back_to: str | None = None  # a confirm answered No goes back to that question
     optional: bool = False  # text/path: an empty answer is allowed (and means "none")
+
+    @property
+    def integer(self) -> bool:
+        """A number question for an int field (lora.r) reads whole numbers; a float field (train.lr) any."""
+        return self.kind == "number" and self.spec is not None and fields.is_integer(self.spec)
 
 
 # ---------------------------------------------------------------- helpers used by defaults and validators
@@ -65,14 +78,14 @@ def model_id(a: dict, ctx: Context) -> str:
 
 
 def task_method(a: dict) -> tuple[str, str]:
-    task, _, method = str(a.get("task", "sft-qlora")).partition("-")
+    task, _, method = str(a.get("task") or TASK_PAIRS[0]).partition("-")
     return task, method
 
 
 def rec(a: dict, ctx: Context) -> dict:
-    """The recommended hyperparameters for the model and method chosen so far."""
+    """The recommended spec values (by dotted path) for the model and method chosen so far, and "reason"."""
     task, method = task_method(a)
-    return {**STATIC_DEFAULTS, **ctx.settings_for(model_id(a, ctx), task, method, a.get("dataset", ""))}
+    return ctx.settings_for(model_id(a, ctx), task, method, a.get("dataset", ""))
 
 
 def uses_adapter(a: dict, ctx: Context) -> bool:
@@ -85,14 +98,12 @@ def short_name(mid: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower() or "model"
 
 
-def _number(lo: float = None, hi: float = None, lo_open: bool = False, hi_open: bool = False):
-    def check(v, a, ctx):
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            return f"must be {'above' if lo_open else 'at least'} {lo}"
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            return f"must be {'below' if hi_open else 'at most'} {hi}"
-        return None
-    return check
+def _hub_options(a: dict, ctx: Context) -> list:
+    return [Option("modelscope", "ModelScope" + ("" if ctx.hubs.get("modelscope") else "  (not answering now)")),
+            Option("huggingface", "Hugging Face (or a mirror)"
+                   + ("" if ctx.hubs.get("huggingface") else "  (not answering now)")),
+            Option("local", "A local folder"),
+            Option("demo", f"The bundled demo model ({ctx.demo_alias()}, no download)")]
 
 
 def _hub_model_options(a: dict, ctx: Context) -> list:
@@ -108,11 +119,11 @@ def _model_other(value: Any, ctx: Context) -> dict | None:
     entry = lookup(str(value))
     if entry:
         return {"model": entry.alias}
-    return {"model": "other", "model_id": str(value)} if HUB_ID.match(str(value)) else None
+    return {"model": "other", "model_id": str(value)} if hubs.is_repo_id(str(value)) else None
 
 
 def _check_model_id(v: str, a: dict, ctx: Context) -> str | None:
-    if not HUB_ID.match(v):
+    if not hubs.is_repo_id(v):
         return "an id looks like owner/name, e.g. Qwen/Qwen2.5-7B-Instruct"
     if ctx.hub_has_model(a.get("hub", ""), v) is False:
         return f"{HUB_TITLES.get(a.get('hub'), a.get('hub'))} has no model '{v}'; check the spelling"
@@ -131,8 +142,6 @@ def _check_model_path(v: str, a: dict, ctx: Context) -> str | None:
 
 
 def _check_adapter(v: str, a: dict, ctx: Context) -> str | None:
-    if not v:
-        return None
     p = Path(v).expanduser()
     if not p.is_dir():
         return f"no folder {p}"
@@ -141,20 +150,25 @@ def _check_adapter(v: str, a: dict, ctx: Context) -> str | None:
     return None
 
 
-TASKS = [
-    ("sft-qlora", "SFT with QLoRA (4-bit)", "example chats; 4-bit base: the least memory"),
-    ("sft-lora", "SFT with LoRA", "example chats; 16-bit base: faster, ~2x the memory"),
-    ("sft-full", "Full SFT", "every weight trained: the most memory, small models"),
-    ("dpo-lora", "DPO with LoRA", "chosen/rejected pairs; best after an SFT run"),
-    ("dpo-qlora", "DPO with QLoRA", "chosen/rejected pairs; 4-bit base"),
-]
+# The task question picks task and method in one answer: every pair the spec allows, in the spec's order.
+TASK_PAIRS = [f"{t}-{m}" for t in fields.choices("task") for m in fields.choices("method")
+              if task_method_problem(t, m) is None]
+# How each pair reads in the list (presentation only; a unit test keeps its keys equal to TASK_PAIRS).
+TASK_TITLES = {
+    "sft-qlora": ("SFT with QLoRA (4-bit)", "example chats; 4-bit base: the least memory"),
+    "sft-lora": ("SFT with LoRA", "example chats; 16-bit base: faster, ~2x the memory"),
+    "sft-full": ("Full SFT", "every weight trained: the most memory, small models"),
+    "dpo-qlora": ("DPO with QLoRA", "chosen/rejected pairs; 4-bit base"),
+    "dpo-lora": ("DPO with LoRA", "chosen/rejected pairs; best after an SFT run"),
+}
 
 
 def _task_options(a: dict, ctx: Context) -> list:
     mid = model_id(a, ctx)
     best = _default_task(a, ctx)
     out = []
-    for value, title, help_ in TASKS:
+    for value in TASK_PAIRS:
+        title, help_ = TASK_TITLES.get(value, (value, ""))
         mark = "  ★ recommended" if value == best else ""
         if ctx.fits(mid, value.partition("-")[2]) is False:
             mark += "  ✗ may not fit"
@@ -204,8 +218,17 @@ def _check_dataset_path(v: str, a: dict, ctx: Context) -> str | None:
     return None
 
 
+def targets(v: Any) -> Any:
+    """The target-modules answer as the field's value: auto, all-linear, or a list of names."""
+    if isinstance(v, list):
+        return v
+    s = str(v).strip()
+    return s if s in fields.choices("lora.target_modules") else [t.strip() for t in s.split(",") if t.strip()]
+
+
 def check_targets(v: Any, a: dict, ctx: Context) -> str | None:
-    items = v if isinstance(v, list) else [v]
+    items = targets(v)
+    items = items if isinstance(items, list) else [items]
     if not items or not all(isinstance(t, str) and re.match(r"^[\w.-]+$", t) for t in items):
         return "auto, all-linear, or module names separated by commas (q_proj,v_proj)"
     return None
@@ -213,9 +236,11 @@ def check_targets(v: Any, a: dict, ctx: Context) -> str | None:
 
 def _grad_accum_default(a: dict, ctx: Context) -> int:
     r = rec(a, ctx)
-    batch = int(a.get("batch_size") or r["batch_size"])
-    # A changed batch size keeps the total batch near 16; otherwise the recommendation stands.
-    return int(r["grad_accum"]) if batch == int(r["batch_size"]) else max(1, round(16 / batch))
+    rec_batch = int(r.get("train.batch_size", fields.default("train.batch_size")))
+    rec_accum = int(r.get("train.grad_accum", fields.default("train.grad_accum")))
+    batch = int(a.get("batch_size") or rec_batch)
+    # A changed batch size keeps the recommended total batch; otherwise the recommendation stands.
+    return rec_accum if batch == rec_batch else max(1, round(rec_batch * rec_accum / batch))
 
 
 def _name_default(a: dict, ctx: Context) -> str:
@@ -223,153 +248,138 @@ def _name_default(a: dict, ctx: Context) -> str:
     return f"{short_name(model_id(a, ctx))}-{task}-{method}"
 
 
-def _check_name(v: str, a: dict, ctx: Context) -> str | None:
-    return None if NAME.match(v) else "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-
-
-def _rec_flag(name: str):
-    return lambda a, c: rec(a, c)[name]
-
-
 Q = Question
 QUESTIONS: list[Question] = [
-    Q("hub", "select", 2, "Where should the model come from?",
-      "ModelScope and Hugging Face download on first use; a local folder or the bundled demo need no network.",
-      lambda a, c: ("huggingface" if c.hubs.get("huggingface") else "modelscope")
-      if c.gpus and any(c.hubs.values()) else "demo", key="model.hub",
-      choices=lambda a, c: [
-          Option("modelscope", "ModelScope" + ("" if c.hubs.get("modelscope") else "  (not answering now)")),
-          Option("huggingface", "Hugging Face (or a mirror)"
-                 + ("" if c.hubs.get("huggingface") else "  (not answering now)")),
-          Option("local", "A local folder"),
-          Option("demo", f"The bundled demo model ({c.demo_alias()}, no download)")]),
+    # The field's choices include auto and lack the wizard's own "demo" (the bundled model, hub auto): a
+    # person picks where from, so the choices and their help are the wizard's.
+    Q("hub", "select", 2, "Where should the model come from?", spec="model.hub",
+      help="ModelScope and Hugging Face download on first use; a local folder or the bundled demo need no network.",
+      default=lambda a, c: ("huggingface" if c.hubs.get("huggingface") else "modelscope")
+      if c.gpus and any(c.hubs.values()) else "demo", choices=_hub_options),
     Q("hf_endpoint", "text", 2, "Hugging Face mirror endpoint (empty: huggingface.co)",
-      "Sets HF_ENDPOINT for downloads, e.g. https://hf-mirror.com; the summary prints the export line to reuse.",
-      lambda a, c: __import__("os").environ.get("HF_ENDPOINT", ""),
-      validate=lambda v, a, c: None if not v or re.match(r"^https?://\S+$", v)
-      else "a URL such as https://hf-mirror.com",
+      help="Sets HF_ENDPOINT for downloads, e.g. https://hf-mirror.com; the summary prints the export line to "
+           "reuse.",
+      default=lambda a, c: os.environ.get("HF_ENDPOINT", ""),
+      validate=lambda v, a, c: None if re.match(r"^https?://\S+$", v) else "a URL such as https://hf-mirror.com",
       when=lambda a, c: a.get("hub") == "huggingface", optional=True),
-    Q("model", "select", 3, "Which model?",
-      "Marks: whether each method fits this machine at 2048 tokens, from the memory estimate (? = unknown).",
-      lambda a, c: c.default_model(a["hub"]), key="model.id", choices=_hub_model_options, other=_model_other,
+    # model, model_id and model_path each ask for one kind of model.id, so each has its own help.
+    Q("model", "select", 3, "Which model?", spec="model.id",
+      help=f"Marks: whether each method fits this machine at {fields.default('data.max_length')} tokens, from "
+           "the memory estimate (? = unknown).",
+      default=lambda a, c: c.default_model(a["hub"]), choices=_hub_model_options, other=_model_other,
       when=lambda a, c: a.get("hub") in ("huggingface", "modelscope")),
-    Q("model_id", "text", 3, "Model id (owner/name)",
-      "As on the hub's model page, e.g. Qwen/Qwen2.5-7B-Instruct.", lambda a, c: "", key="model.id",
+    Q("model_id", "text", 3, "Model id (owner/name)", spec="model.id",
+      help="As on the hub's model page, e.g. Qwen/Qwen2.5-7B-Instruct.",
       validate=_check_model_id, when=lambda a, c: a.get("model") == "other"),
-    Q("model_path", "path", 3, "Model folder",
-      "A folder holding config.json and the weights (safetensors or .bin), or a .gguf file.",
-      lambda a, c: "", key="model.id", validate=_check_model_path, when=lambda a, c: a.get("hub") == "local"),
-    Q("task", "select", 4, "What kind of training?",
-      "SFT teaches from example conversations; DPO from preferred vs rejected answers.",
-      _default_task, key="task, method", choices=_task_options),
-    Q("dpo_adapter", "path", 4, "Start from an SFT run folder (empty: from the base model)",
-      "DPO works best on a model already tuned with SFT on similar data: give that run's folder.",
-      lambda a, c: "", key="model.adapter", validate=_check_adapter,
-      when=lambda a, c: task_method(a)[0] == "dpo", optional=True),
-    Q("dataset", "select", 5, "Which dataset?",
-      "Rows in messages, sharegpt, alpaca or query/response format (DPO: chosen/rejected pairs).",
-      lambda a, c: next((o.value for o in _dataset_options(a, c)), "local"), key="data.train",
+    Q("model_path", "path", 3, "Model folder", spec="model.id",
+      help="A folder holding config.json and the weights (safetensors or .bin), or a .gguf file.",
+      validate=_check_model_path, when=lambda a, c: a.get("hub") == "local"),
+    # One answer sets task and method, so the choices are the pairs and the help speaks of both.
+    Q("task", "select", 4, "What kind of training?", spec="task", also=("method",),
+      help="SFT teaches from example conversations; DPO from preferred vs rejected answers.",
+      default=_default_task, choices=_task_options),
+    # Asked for DPO only, where the advice to start from an SFT run matters.
+    Q("dpo_adapter", "path", 4, "Start from an SFT run folder (empty: from the base model)", spec="model.adapter",
+      help="DPO works best on a model already tuned with SFT on similar data: give that run's folder.",
+      validate=_check_adapter, when=lambda a, c: task_method(a)[0] == "dpo", optional=True),
+    # dataset, dataset_path and dataset_hub each pick one kind of data.train source: their own help.
+    Q("dataset", "select", 5, "Which dataset?", spec="data.train",
+      help="Rows in messages, sharegpt, alpaca or query/response format (DPO: chosen/rejected pairs).",
+      default=lambda a, c: next((o.value for o in _dataset_options(a, c)), "local"),
       choices=_dataset_options, other=_dataset_other),
-    Q("dataset_path", "path", 5, "Dataset file",
-      "Tab completes paths. The file is read now: its format, row count and first row are shown.",
-      lambda a, c: "", key="data.train", validate=_check_dataset_path, when=lambda a, c: a.get("dataset") == "local"),
-    Q("dataset_confirm", "confirm", 5, "Use this dataset?", "No asks for another file.",
-      lambda a, c: True, when=lambda a, c: a.get("dataset") == "local", back_to="dataset_path"),
-    Q("dataset_hub", "text", 5, "Dataset id (owner/name, #N samples N rows)",
-      "e.g. AI-ModelScope/alpaca-gpt4-data-en#500; downloaded when the run starts.", lambda a, c: "",
-      key="data.train", validate=lambda v, a, c: None if HUB_DATASET.match(v) else "owner/name or owner/name#N",
+    Q("dataset_path", "path", 5, "Dataset file", spec="data.train",
+      help="Tab completes paths. The file is read now: its format, row count and first row are shown.",
+      validate=_check_dataset_path, to_spec=lambda v: [{"path": str(v)}],
+      when=lambda a, c: a.get("dataset") == "local"),
+    Q("dataset_confirm", "confirm", 5, "Use this dataset?", help="No asks for another file.",
+      default=lambda a, c: True, when=lambda a, c: a.get("dataset") == "local", back_to="dataset_path"),
+    Q("dataset_hub", "text", 5, "Dataset id (owner/name, #N samples N rows)", spec="data.train",
+      help="e.g. AI-ModelScope/alpaca-gpt4-data-en#500; downloaded when the run starts.",
+      validate=lambda v, a, c: None if HUB_DATASET.match(v) else "owner/name or owner/name#N",
       when=lambda a, c: a.get("dataset") == "hub"),
     Q("use_recommended", "confirm", 6, "Use the recommended settings?",
-      "Yes takes the values above; No asks for each of them.", lambda a, c: True),
-    Q("lora_r", "number", 6, "LoRA rank",
-      "Size of the adapter: 8 is the usual start; 16-64 learn more, use more memory.",
-      _rec_flag("lora_r"), key="lora.r", validate=_number(1, 1024), when=uses_adapter, tuning=True, integer=True),
-    Q("lora_alpha", "number", 6, "LoRA alpha", "Scales the adapter's update (alpha / rank); 32 with rank 8 is common.",
-      _rec_flag("lora_alpha"), key="lora.alpha", validate=_number(0, lo_open=True), when=uses_adapter, tuning=True),
-    Q("lr", "number", 6, "Learning rate", "2e-4 suits LoRA/QLoRA; full training wants about 10x less.",
-      _rec_flag("lr"), key="train.lr", validate=_number(0, 1, True, True), tuning=True),
-    Q("epochs", "number", 6, "Epochs", "Passes over the dataset; 3 is usual, fewer for large datasets.",
-      _rec_flag("epochs"), key="train.epochs", validate=_number(0, lo_open=True), tuning=True),
-    Q("max_length", "number", 6, "Max length (tokens)", "Longer rows are cut; memory grows with it.",
-      _rec_flag("max_length"), key="data.max_length", validate=_number(16), tuning=True, integer=True),
-    Q("batch_size", "number", 6, "Batch size per step", "Rows per forward pass; raise it only if memory allows.",
-      _rec_flag("batch_size"), key="train.batch_size", validate=_number(1), tuning=True, integer=True),
-    Q("grad_accum", "number", 6, "Gradient accumulation", "Steps summed per update: batch x this = total batch (~16).",
-      lambda a, c: _grad_accum_default(a, c),
-      key="train.grad_accum", validate=_number(1), tuning=True, integer=True),
+      help="Yes takes the values above; No asks for each of them.", default=lambda a, c: True),
+    Q("lora_r", "number", 6, "LoRA rank", spec="lora.r", when=uses_adapter, tuning=True),
+    Q("lora_alpha", "number", 6, "LoRA alpha", spec="lora.alpha", when=uses_adapter, tuning=True),
+    Q("lr", "number", 6, "Learning rate", spec="train.lr", tuning=True),
+    Q("epochs", "number", 6, "Epochs", spec="train.epochs", tuning=True),
+    Q("max_length", "number", 6, "Max length (tokens)", spec="data.max_length", tuning=True),
+    Q("batch_size", "number", 6, "Batch size per step", spec="train.batch_size", tuning=True),
+    # The default follows the batch size just answered, keeping the recommended total batch.
+    Q("grad_accum", "number", 6, "Gradient accumulation", spec="train.grad_accum", default=_grad_accum_default,
+      tuning=True),
     Q("advanced", "confirm", 6, "Change advanced settings?",
-      "Dropout, target modules, warmup, weight decay, scheduler, optimizer, saving, packing, eval split, seed.",
-      lambda a, c: False, tuning=True),
-    Q("lora_dropout", "number", 6, "LoRA dropout", "Regularises the adapter; 0.05 is usual, 0 for tiny datasets.",
-      _rec_flag("lora_dropout"), key="lora.dropout", validate=_number(0, 1, hi_open=True), when=uses_adapter,
-      tuning=True, advanced=True),
-    Q("target_modules", "text", 6, "LoRA target modules", "auto (the family's attention projections), all-linear, "
-      "or names separated by commas.", _rec_flag("target_modules"), key="lora.target_modules",
-      validate=check_targets, when=uses_adapter, tuning=True, advanced=True),
-    Q("max_steps", "number", 6, "Stop after N steps (-1: run all epochs)", "Caps the run's length in optimizer "
-      "steps, whatever the epochs say.", _rec_flag("max_steps"), key="train.max_steps", validate=_number(-1),
-      tuning=True, advanced=True, integer=True),
-    Q("warmup_ratio", "number", 6, "Warmup ratio", "Share of steps spent ramping the learning rate up.",
-      _rec_flag("warmup_ratio"), key="train.warmup_ratio", validate=_number(0, 1, hi_open=True), tuning=True,
+      help="Dropout, target modules, warmup, weight decay, scheduler, optimizer, saving, packing, eval split, seed.",
+      default=lambda a, c: False, tuning=True),
+    Q("lora_dropout", "number", 6, "LoRA dropout", spec="lora.dropout", when=uses_adapter, tuning=True,
       advanced=True),
-    Q("weight_decay", "number", 6, "Weight decay", "Pulls weights toward zero; 0 is usual for LoRA.",
-      _rec_flag("weight_decay"), key="train.weight_decay", validate=_number(0), tuning=True, advanced=True),
-    Q("scheduler", "select", 6, "Learning-rate schedule", "How the learning rate changes after warmup.",
-      _rec_flag("scheduler"), key="train.scheduler", tuning=True, advanced=True,
-      choices=lambda a, c: [Option(s, s) for s in ("cosine", "linear", "constant", "constant_with_warmup",
-                                                   "cosine_with_restarts", "polynomial")]),
-    Q("optimizer", "select", 6, "Optimizer", "adamw_torch is the default; the 8-bit ones save optimizer memory.",
-      _rec_flag("optimizer"), key="train.optimizer", tuning=True, advanced=True,
-      choices=lambda a, c: [Option(s, s) for s in ("adamw_torch", "adamw_torch_fused", "paged_adamw_8bit",
-                                                   "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")]),
-    Q("save_steps", "number", 6, "Save a checkpoint every N steps", "Checkpoints let `run --resume` continue.",
-      _rec_flag("save_steps"), key="train.save_steps", validate=_number(1), tuning=True, advanced=True, integer=True),
-    Q("logging_steps", "number", 6, "Log every N steps",
-      "Loss, learning rate, memory and speed, in the log and dashboard.", _rec_flag("logging_steps"),
-      key="train.logging_steps", validate=_number(1), tuning=True, advanced=True, integer=True),
-    Q("gradient_checkpointing", "select", 6, "Gradient checkpointing",
-      "Recomputes activations in the backward pass: much less memory, about 30% slower.",
-      _rec_flag("gradient_checkpointing"), key="train.gradient_checkpointing", tuning=True, advanced=True,
-      choices=lambda a, c: [Option("on", "on"), Option("off", "off"), Option("auto", "auto (decided at start)")]),
-    Q("packing", "confirm", 6, "Pack short rows together?",
-      "Fills each sequence with several rows: faster on short data.",
-      _rec_flag("packing"), key="data.packing", tuning=True, advanced=True),
-    Q("eval_split", "number", 6, "Eval split", "Share of rows held out to report eval loss (0: none).",
-      _rec_flag("eval_split"), key="data.eval_split", validate=_number(0, 1, hi_open=True), tuning=True, advanced=True),
-    Q("seed", "number", 6, "Random seed", "Same seed, same data order and initialisation.",
-      _rec_flag("seed"), key="train.seed", tuning=True, advanced=True, integer=True),
-    Q("dpo_beta", "number", 6, "DPO beta", "How far the tuned model may drift from the reference: higher "
-      "stays closer (0.1 is usual).", _rec_flag("dpo_beta"), key="dpo.beta", validate=_number(0, lo_open=True),
-      when=lambda a, c: task_method(a)[0] == "dpo", tuning=True, advanced=True),
-    Q("output_dir", "path", 7, "Folder for the runs", "Each run gets its own folder inside: <name>-<time>/.",
-      lambda a, c: "runs", key="output_dir",
+    Q("target_modules", "text", 6, "LoRA target modules", spec="lora.target_modules", validate=check_targets,
+      to_spec=targets, when=uses_adapter, tuning=True, advanced=True),
+    Q("max_steps", "number", 6, "Stop after N steps (-1: run all epochs)", spec="train.max_steps", tuning=True,
+      advanced=True),
+    Q("warmup_ratio", "number", 6, "Warmup ratio", spec="train.warmup_ratio", tuning=True, advanced=True),
+    Q("weight_decay", "number", 6, "Weight decay", spec="train.weight_decay", tuning=True, advanced=True),
+    Q("scheduler", "select", 6, "Learning-rate schedule", spec="train.scheduler", tuning=True, advanced=True),
+    Q("optimizer", "select", 6, "Optimizer", spec="train.optimizer", tuning=True, advanced=True),
+    Q("save_steps", "number", 6, "Save a checkpoint every N steps", spec="train.save_steps", tuning=True,
+      advanced=True),
+    Q("logging_steps", "number", 6, "Log every N steps", spec="train.logging_steps", tuning=True, advanced=True),
+    Q("gradient_checkpointing", "select", 6, "Gradient checkpointing", spec="train.gradient_checkpointing",
+      tuning=True, advanced=True),
+    Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True),
+    Q("eval_split", "number", 6, "Eval split", spec="data.eval_split", tuning=True, advanced=True),
+    Q("seed", "number", 6, "Random seed", spec="train.seed", tuning=True, advanced=True),
+    Q("dpo_beta", "number", 6, "DPO beta", spec="dpo.beta", when=lambda a, c: task_method(a)[0] == "dpo",
+      tuning=True, advanced=True),
+    Q("output_dir", "path", 7, "Folder for the runs", spec="output_dir",
       validate=lambda v, a, c: None if v.strip() and not Path(v).expanduser().is_file() else "a folder path"),
-    Q("name", "text", 7, "Run name", "Names the run folders and the spec file.", _name_default, key="name",
-      validate=_check_name),
-    Q("overwrite", "confirm", 8, "That file exists. Overwrite it?", "No asks for another file name.",
-      lambda a, c: False, when=lambda a, c: False),  # asked by the flow when the spec file exists
-    Q("out_file", "path", 8, "Write the spec to", "A new file; nothing existing is overwritten.",
-      lambda a, c: "", when=lambda a, c: False),
-    Q("start", "confirm", 9, "Start training now?", "Same as running the command shown above.",
-      lambda a, c: True, when=lambda a, c: not c.no_start),
+    # The wizard also names the spec file after the run, and defaults the name from the model and task.
+    Q("name", "text", 7, "Run name", spec="name", help="Names the run folders and the spec file.",
+      default=_name_default),
+    Q("overwrite", "confirm", 8, "That file exists. Overwrite it?", help="No asks for another file name.",
+      default=lambda a, c: False, when=lambda a, c: False),  # asked by the flow when the spec file exists
+    Q("out_file", "path", 8, "Write the spec to", help="A new file; nothing existing is overwritten.",
+      when=lambda a, c: False),
+    Q("start", "confirm", 9, "Start training now?", help="Same as running the command shown above.",
+      default=lambda a, c: True, when=lambda a, c: not c.no_start),
 ]
 BY_ID = {q.id: q for q in QUESTIONS}
 
-# Hyperparameter defaults that the estimate does not set (the recipe values users know from ms-swift).
-STATIC_DEFAULTS = {"dpo_beta": 0.1, "max_steps": -1, "lora_r": 8, "lora_alpha": 32, "epochs": 3,
-                   "lora_dropout": 0.05, "target_modules": "auto", "warmup_ratio": 0.03, "weight_decay": 0.0,
-                   "scheduler": "cosine", "optimizer": "adamw_torch", "save_steps": 100, "logging_steps": 5,
-                   "packing": False, "eval_split": 0.0, "seed": 42}
+
+def help_text(q: Question) -> str:
+    return q.help or (fields.description(q.spec) if q.spec else "")
 
 
 def options(q: Question, a: dict, ctx: Context) -> list:
-    return q.choices(a, ctx) if q.choices else []
+    if q.choices:
+        return q.choices(a, ctx)
+    if q.kind == "select" and q.spec:
+        return [Option(v, str(v)) for v in fields.choices(q.spec)]
+    return []
 
 
 def default(q: Question, a: dict, ctx: Context) -> Any:
-    v = q.default(a, ctx)
-    if q.id == "gradient_checkpointing" and isinstance(v, bool):
-        v = "on" if v else "off"
-    if q.id == "target_modules" and isinstance(v, (list, tuple)):
-        v = ",".join(v)
+    """The answer Enter (or --defaults) takes: the question's own, else the recommended, else the field's."""
+    if q.default is not None:
+        v = q.default(a, ctx)
+    else:
+        v = fields.default(q.spec) if q.spec else None
+        if q.tuning and q.spec:
+            v = rec(a, ctx).get(q.spec, v)
+    if q.kind in ("text", "path"):
+        v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if v is None else v)
     return v
+
+
+def spec_value(q: Question, answer: Any) -> Any:
+    """An answer as the value its spec field holds."""
+    if q.to_spec:
+        return q.to_spec(answer)
+    if q.kind == "number" and not q.integer:
+        return float(answer)  # one spelling (3.0, not 3) whether typed, defaulted or read from a file
+    return answer
+
+
+def question_for(path: str) -> str | None:
+    """The id of the first question whose answer sets this spec field."""
+    return next((q.id for q in QUESTIONS if q.spec and path in (q.spec, *q.also)), None)

@@ -1,8 +1,8 @@
 """Live monitoring of a run: the NVML sampler (gpu.jsonl), the Rich dashboard, `watch`, loss.png.
 
-For the engine:
-    reporter = make_reporter(run_dir)          # LiveReporter on a TTY, PlainReporter otherwise
-    sampler = start_sampler(run_dir)           # gpu.jsonl for watchers; shared with the LiveReporter's
+For a run (the engine's RunLifecycle, the synthetic run):
+    sampler = start_sampler(run_dir)                    # gpu.jsonl for watchers; one per run, its starter stops it
+    reporter = make_reporter(run_dir, sampler=sampler)  # LiveReporter on a TTY (draws that sampler), else plain
     ... reporter.on_start / on_log / on_event / on_end ...
     reporter.close(); sampler.stop(); save_loss_plot(run_dir)
 """

@@ -17,8 +17,8 @@ from typing import TextIO
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from wizard.hubs import env_on
 from wizard.monitor import panels
-from wizard.monitor.nvml import start_sampler
 from wizard.monitor.reporting import PlainReporter, Reporter, RunInfo
 from wizard.monitor.state import DashboardState
 from wizard.monitor.system import sample_system
@@ -46,26 +46,22 @@ class _ToLogTail(logging.Handler):
 class LiveReporter(Reporter):
     """Rich Live dashboard: header, loss chart, GPU (or CPU/RAM) panel, log tail; a summary at the end.
 
-    run_dir: where gpu.jsonl goes (None: sample without writing). console: where to draw (a TTY Console
-    by default). sampler: an object from start_sampler() to reuse; by default one is started on the first
-    hook and stopped in close(). refresh_per_second: frame rate of the drawing thread.
+    run_dir: the run folder it shows. console: where to draw (a TTY Console by default). sampler: the run's
+    object from start_sampler(); the panel draws its rows, and whoever started it stops it (None: no GPU
+    panel, the CPU/RAM one with the reason). refresh_per_second: frame rate of the drawing thread.
     capture_library_logs: while the dashboard is up, terminal handlers of LIBRARY_LOGGERS are detached
     and their warnings shown in the log tail instead (file handlers, e.g. train.log, are left alone).
     """
 
     def __init__(self, run_dir: str | Path | None = None, console: Console | None = None, *,
-                 refresh_per_second: float = 1.0, sampler=None, gpu_period: float = 1.0,
-                 sample_gpus: bool = True, capture_library_logs: bool = True):
+                 refresh_per_second: float = 1.0, sampler=None, capture_library_logs: bool = True):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.console = console or Console()
         self.refresh_per_second = refresh_per_second
-        self.gpu_period = gpu_period
-        self.sample_gpus = sample_gpus
         self.state = DashboardState(source="live")
         if self.run_dir is not None:
             self.state.run_dir = str(self.run_dir)
         self.sampler = sampler
-        self._own_sampler = sampler is None
         self._lock = threading.RLock()
         self._live: Live | None = None
         self._closed = False
@@ -79,8 +75,6 @@ class LiveReporter(Reporter):
     def _ensure_started(self) -> None:
         if self._live is not None or self._closed:
             return
-        if self.sampler is None and self.sample_gpus:
-            self.sampler = start_sampler(self.run_dir, self.gpu_period)
         if self.sampler is not None:
             self.state.gpu_reason = self.sampler.unavailable_reason
             self.sampler.add_listener(self._on_gpu_sample)
@@ -162,12 +156,11 @@ class LiveReporter(Reporter):
             self.state.finish(state)
 
     def close(self) -> None:
-        """Stop the sampler and the drawing thread; the last frame (with the summary) stays on screen."""
+        """Stop the drawing thread; the last frame (with the summary) stays on screen. The sampler is left to
+        its owner."""
         if self._closed:
             return
         self._closed = True
-        if self.sampler is not None and self._own_sampler:
-            self.sampler.stop()
         with self._lock:
             if not self.state.done:  # closed without on_end: say so rather than look like it still runs
                 self.state.finish({"status": "stopped", "message": "the run stopped before reporting its end"})
@@ -187,7 +180,7 @@ class LiveReporter(Reporter):
 
 def wants_live(stream: TextIO) -> bool:
     """A live dashboard only on a real terminal that can move its cursor."""
-    if os.environ.get("TUNE_WIZARD_PLAIN", "") not in ("", "0"):
+    if env_on("TUNE_WIZARD_PLAIN"):
         return False
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         return False
@@ -198,12 +191,12 @@ def wants_live(stream: TextIO) -> bool:
 
 
 def make_reporter(run_dir: str | Path | None, stream: TextIO | None = None, plain: bool = False,
-                  **live_options) -> Reporter:
+                  sampler=None, **live_options) -> Reporter:
     """LiveReporter on a terminal, PlainReporter when asked (`--plain`) or otherwise (pipes, nohup, CI,
     TERM=dumb, TUNE_WIZARD_PLAIN=1). NO_COLOR keeps the dashboard but drops its colours.
 
-    The PlainReporter does not sample GPUs: the engine starts `start_sampler(run_dir)` itself in that case
-    (starting it in both places is harmless: one sampler per run folder is shared).
+    sampler: the run's GPU sampler (start_sampler(run_dir)), which the dashboard draws; the run starts it
+    whatever the reporter, so gpu.jsonl is written for `tune-wizard watch` under nohup too, and stops it.
     """
     stream = stream or sys.stdout
     if plain or not wants_live(stream):
@@ -211,4 +204,4 @@ def make_reporter(run_dir: str | Path | None, stream: TextIO | None = None, plai
     no_color = os.environ.get("NO_COLOR", "") != ""
     console = Console(file=stream, force_terminal=True, no_color=no_color,
                       color_system=None if no_color else "auto")
-    return LiveReporter(run_dir, console, **live_options)
+    return LiveReporter(run_dir, console, sampler=sampler, **live_options)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from wizard import hardware
 from wizard import run_folder as rf
 
 HISTORY = 240  # samples kept in memory for sparklines (4 minutes at 1 s)
@@ -30,42 +31,23 @@ def throttle_names(mask: int) -> list[str]:
     return [name for bit, name in _THROTTLE_BITS if mask & bit]
 
 
-def _visible_filter() -> list[str] | None:
-    """CUDA_VISIBLE_DEVICES as a list of tokens (indices or GPU-UUIDs), or None when unset.
-
-    NVML ignores that variable and lists every GPU of the host; on a shared machine the panel should show
-    the GPUs this run trains on, not the neighbours'.
-    """
-    raw = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if raw is None:
-        return None
-    return [t.strip() for t in raw.split(",") if t.strip()]
-
-
 class _Nvml:
     """The few NVML calls the panel needs; every per-field failure becomes None (not every GPU reports all)."""
 
     def __init__(self):
-        import pynvml  # nvidia-ml-py
-
-        self.nv = pynvml
-        pynvml.nvmlInit()
+        self.nv = nv = hardware.nvml_init()
         try:
-            handles = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())]
-            wanted = _visible_filter()
-            if wanted is not None:
-                handles = [(i, h) for i, h in handles if self._matches(i, h, wanted)]
+            every = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+            # NVML lists every GPU of the host; on a shared machine the panel shows the ones this run trains on.
+            picked = hardware.nvml_visible(nv, every)
+            handles = [(i, every[i]) for i in (range(len(every)) if picked is None else picked)]
             self.handles = handles
-            self.names = {i: self._call(pynvml.nvmlDeviceGetName, h) for i, h in handles}
+            self.names = {i: self._call(nv.nvmlDeviceGetName, h) for i, h in handles}
             self.totals = {i: self._mem_total(h) for i, h in handles}
             self.limits = {i: self._power_limit(h) for i, h in handles}
         except Exception:
-            pynvml.nvmlShutdown()
+            hardware.nvml_shutdown(nv)
             raise
-
-    def _matches(self, index: int, handle, wanted: list[str]) -> bool:
-        uuid = self._call(self.nv.nvmlDeviceGetUUID, handle) or ""
-        return any(t == str(index) or (t.startswith("GPU-") and uuid.startswith(t)) for t in wanted)
 
     @staticmethod
     def _call(fn, *args):
@@ -108,25 +90,17 @@ class _Nvml:
         return out
 
     def shutdown(self) -> None:
-        try:
-            self.nv.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - already shut down
-            pass
+        hardware.nvml_shutdown(self.nv)
 
 
 def probe() -> tuple[_Nvml | None, str | None]:
     """An initialised NVML reader, or None and one line saying why not."""
     try:
-        import pynvml  # noqa: F401
-    except ImportError:
-        return None, "nvidia-ml-py (pynvml) is not installed"
-    try:
         reader = _Nvml()
-    except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        text = str(exc) or type(exc).__name__
-        if "Not Found" in text or "LibraryNotFound" in type(exc).__name__:
-            text += " (no NVIDIA driver on this machine)"
-        return None, f"NVML unavailable: {text}"
+    except hardware.NvmlUnavailable as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a query that failed after NVML started
+        return None, f"NVML unavailable: {str(exc) or type(exc).__name__}"
     if not reader.handles:
         reader.shutdown()
         vis = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -161,9 +135,6 @@ class Sampler:
             rows = list(self.history)
         for row in rows:  # a late listener still gets the history for its sparklines
             fn(row)
-
-    def latest(self) -> dict | None:
-        return self.history[-1] if self.history else None
 
     def sample_once(self) -> dict | None:
         try:
@@ -219,58 +190,19 @@ class NullSampler:
 
     def add_listener(self, fn) -> None: ...
 
-    def latest(self) -> None:
-        return None
-
     def sample_once(self) -> None:
         return None
 
     def stop(self) -> None: ...
 
 
-class _Shared:
-    """One sampler per run folder: the engine (non-TTY) and the LiveReporter may both ask for one."""
-
-    def __init__(self, sampler, key):
-        self._sampler = sampler
-        self._key = key
-        self._stopped = False
-
-    def __getattr__(self, name):
-        return getattr(self._sampler, name)
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        with _registry_lock:
-            entry = _registry.get(self._key)
-            if entry is None:
-                return
-            entry[1] -= 1
-            last = entry[1] <= 0
-            if last:
-                del _registry[self._key]
-        if last:
-            self._sampler.stop()
-
-
-_registry: dict = {}
-_registry_lock = threading.Lock()
-
-
 def start_sampler(run_dir: str | Path | None, period: float = 1.0):
     """Start sampling into RUN_DIR/gpu.jsonl (None: memory only). Always returns an object with .stop(),
-    .history, .latest(), .add_listener(fn) and .unavailable_reason (None when sampling)."""
+    .history, .add_listener(fn) and .unavailable_reason (None when sampling).
+
+    The caller owns what it gets: one per run, stopped by whoever started it. A dashboard is handed the run's
+    sampler (LiveReporter(sampler=...)) rather than starting a second thread on the same gpu.jsonl.
+    """
     path = Path(run_dir) / rf.GPU if run_dir is not None else None
-    if path is None:
-        reader, reason = probe()
-        return Sampler(reader, None, period).start() if reader is not None else NullSampler(reason)
-    key = str(path.resolve())
-    with _registry_lock:  # held while probing so two callers never start two threads on one file
-        if key not in _registry:
-            reader, reason = probe()
-            sampler = Sampler(reader, path, period).start() if reader is not None else NullSampler(reason, path)
-            _registry[key] = [sampler, 0]
-        _registry[key][1] += 1
-        return _Shared(_registry[key][0], key)
+    reader, reason = probe()
+    return Sampler(reader, path, period).start() if reader is not None else NullSampler(reason, path)

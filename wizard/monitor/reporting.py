@@ -7,7 +7,7 @@ also in the run folder's files, so `tune-wizard watch` can rebuild the same view
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
 
@@ -22,7 +22,6 @@ class RunInfo:
     device: str                     # "cuda:0 (NVIDIA H100 80GB HBM3)" or "cpu"
     trainable_params: int = 0
     total_params: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Reporter:

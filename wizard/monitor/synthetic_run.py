@@ -2,8 +2,9 @@
 
     python -m wizard.monitor.synthetic_run RUN_DIR [--steps 20] [--delay 0.1] [--dpo] [--fail]
 
-It writes what the engine writes (state.json, metrics.jsonl, train.log) so `tune-wizard watch RUN_DIR`
-can follow it from another terminal, and the tests drive it in a real pseudo-terminal and through a pipe.
+It writes what the engine writes (state.json, metrics.jsonl, train.log, gpu.jsonl from its one sampler,
+which the dashboard draws) so `tune-wizard watch RUN_DIR` can follow it from another terminal, and the tests
+drive it in a real pseudo-terminal and through a pipe.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from wizard import run_folder as rf
 from wizard.monitor.live import make_reporter
+from wizard.monitor.nvml import start_sampler
 from wizard.monitor.reporting import RunInfo
 
 
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         log.flush()
         reporter.on_event(text, level)
 
-    reporter = make_reporter(run_dir)
+    sampler = start_sampler(run_dir)
+    reporter = make_reporter(run_dir, sampler=sampler)
     print(f"reporter: {type(reporter).__name__}", flush=True)
     reporter.on_start(RunInfo(run_dir=str(run_dir), name="demo", model="tiny-llama", task=state["task"],
                               method="lora", total_steps=args.steps, device="cpu",
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rf.write_json_atomic(run_dir / rf.STATE, state)
     reporter.on_end(state)
     reporter.close()
+    sampler.stop()
     log.close()
     print("DONE", flush=True)
     return 0 if state["status"] == "finished" else 1

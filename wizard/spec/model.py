@@ -2,11 +2,14 @@
 
 The wizard, `--set` overrides and hand-written YAML all end here; the engine reads nothing else.
 Field names are a public contract (recipes, saved run folders and tests depend on them): add fields,
-never rename them.
+never rename them. Each field carries every fact about itself (description, default, choices, bounds):
+the wizard's questions, the commented YAML and the error messages all read them from here
+(wizard.spec.fields), so a description is written once, as the comment a person reads in the YAML.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wizard.errors import SpecError
+from wizard.spec.aliases import ALIASES
 
 SPEC_VERSION = 1
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+HUBS = Literal["auto", "huggingface", "modelscope", "local"]
+HUB_HELP = "auto: HF (ModelScope if USE_MODELSCOPE_HUB=1); local: never download"
 
 
 class _Strict(BaseModel):
@@ -24,20 +31,22 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    id: str = Field(description="catalog alias, Hugging Face id, ModelScope id, local folder or .gguf file")
-    hub: Literal["auto", "huggingface", "modelscope", "local"] = "auto"
-    revision: str | None = None
-    # A finished SFT run (or adapter folder) to start from; DPO uses it, SFT continues training it.
-    adapter: str | None = None
-    trust_remote_code: bool = False
+    id: str = Field(description="catalog alias, hub id (owner/name), local folder or .gguf file")
+    hub: HUBS = Field("auto", description=HUB_HELP)
+    revision: str | None = Field(None, description="a branch, tag or commit of the model repository")
+    # DPO starts from it; SFT continues training it.
+    adapter: str | None = Field(None, description="start from this adapter: a finished SFT run or an adapter "
+                                                  "folder")
+    trust_remote_code: bool = Field(False, description="run code shipped in the model repo (trusted repos only)")
 
 
 class LoraSpec(_Strict):
-    r: int = Field(8, ge=1, le=1024)
-    alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    # "auto" takes the catalog's per-family default (q_proj/v_proj for Llama and Qwen, ...).
-    target_modules: Literal["auto", "all-linear"] | list[str] = "auto"
+    r: int = Field(8, ge=1, le=1024, description="adapter size: 8 is usual; 16-64 learn more, use more memory")
+    alpha: float = Field(32, gt=0, description="scales the adapter's update by alpha / r (32 with r 8 is common)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input: 0.05 is usual, 0 for "
+                                                         "tiny datasets")
+    target_modules: Literal["auto", "all-linear"] | list[str] = Field(
+        "auto", description="layers with an adapter: auto (family default), all-linear, or a list")
 
     @field_validator("target_modules")
     @classmethod
@@ -48,41 +57,45 @@ class LoraSpec(_Strict):
 
 
 class QuantSpec(_Strict):
-    bits: Literal[4, 8] = 4
-    type: Literal["nf4", "fp4"] = "nf4"
-    double_quant: bool = True
-    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    bits: Literal[4, 8] = Field(4, description="4 (QLoRA) or 8")
+    type: Literal["nf4", "fp4"] = Field("nf4", description="nf4 (the QLoRA paper's) or fp4")
+    double_quant: bool = Field(True, description="quantize the quantization constants too (~0.4 bit/param saved)")
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="dtype of the matrix products: auto takes bf16 where the GPU has it")
 
 
-FORMATS = ("auto", "alpaca", "sharegpt", "messages", "query_response", "prompt_completion", "preference")
+FORMATS = Literal["auto", "alpaca", "sharegpt", "messages", "query_response", "prompt_completion", "preference"]
 
 
 class DatasetSource(_Strict):
     """One dataset: a local file, or a hub id with an optional `#N` row sample."""
 
-    path: str
-    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
-    hub: Literal["auto", "huggingface", "modelscope", "local"] = "auto"
-    split: str = "train"
-    subset: str | None = None
-    # Rename source columns to the ones a format expects, e.g. {question: instruction, answer: output}.
-    columns: dict[str, str] = Field(default_factory=dict)
-    sample: int | None = Field(None, ge=1)
+    path: str = Field(description="a file or a hub dataset id")
+    format: FORMATS = Field("auto", description="this dataset's format (auto: detect)")
+    hub: HUBS = Field("auto", description=HUB_HELP)
+    split: str = Field("train", description="the hub dataset's split")
+    subset: str | None = Field(None, description="the hub dataset's subset (configuration)")
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="rename columns for the format, e.g. {question: instruction}")
+    sample: int | None = Field(None, ge=1, description="take N rows")
 
 
 class DataSpec(_Strict):
-    train: list[DatasetSource]
-    eval: list[DatasetSource] = Field(default_factory=list)
-    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
-    max_length: int = Field(2048, ge=16)
-    # What happens to a row longer than max_length: cut it (the answer may lose its end) or drop it.
-    overflow: Literal["truncate", "drop"] = "truncate"
-    eval_split: float = Field(0.0, ge=0, lt=1)
-    packing: bool = False
-    system: str | None = None
-    # Train on the assistant turns only (the usual choice); False trains on the whole text.
-    assistant_only_loss: bool = True
-    max_errors: int = Field(20, ge=1)
+    train: list[DatasetSource] = Field(description="files or hub ids; owner/name#N samples N rows")
+    eval: list[DatasetSource] = Field(default_factory=list,
+                                      description="held-out datasets for eval loss (empty: see eval_split)")
+    format: FORMATS = Field("auto", description="auto detects it; or messages, sharegpt, alpaca, preference, ...")
+    max_length: int = Field(2048, ge=16, description="tokens per row (longer: see overflow); memory grows with it")
+    # Cutting keeps the row but the answer may lose its end; dropping loses the row.
+    overflow: Literal["truncate", "drop"] = Field("truncate", description="a row over max_length: truncate it, "
+                                                                          "or drop it")
+    eval_split: float = Field(0.0, ge=0, lt=1, description="share of the training rows held out for eval loss "
+                                                           "(0: none)")
+    packing: bool = Field(False, description="pack several short rows into one sequence: faster on short data")
+    system: str | None = Field(None, description="a system prompt added to rows that have none")
+    assistant_only_loss: bool = Field(True, description="learn from the assistant's turns only (false: the "
+                                                        "whole text)")
+    max_errors: int = Field(20, ge=1, description="stop listing malformed rows after this many")
 
     @field_validator("train", "eval", mode="before")
     @classmethod
@@ -115,23 +128,30 @@ class DataSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    epochs: float = Field(3, gt=0)
-    max_steps: int = Field(-1, ge=-1)
-    batch_size: int = Field(1, ge=1)
-    grad_accum: int = Field(16, ge=1)
-    lr: float = Field(2e-4, gt=0, lt=1)
-    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"] = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor"] = "adamw_torch"
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, ge=0)
-    seed: int = 42
-    logging_steps: int = Field(5, ge=1)
-    save_steps: int = Field(100, ge=1)
-    save_total_limit: int | None = Field(3, ge=1)
-    eval_steps: int | None = Field(None, ge=1)
-    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    epochs: float = Field(3, gt=0, description="passes over the dataset: 3 is usual, fewer for large datasets")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: run the epochs)")
+    batch_size: int = Field(1, ge=1, description="rows per forward pass; raise it only if memory allows")
+    grad_accum: int = Field(16, ge=1, description="passes per update; batch_size x grad_accum = total batch")
+    lr: float = Field(2e-4, gt=0, lt=1, description="peak learning rate: 2e-4 suits LoRA/QLoRA, full training "
+                                                    "~10x less")
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts",
+                       "polynomial"] = Field("cosine", description="how the learning rate falls after warmup")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent ramping the learning "
+                                                              "rate up")
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit",
+                       "sgd", "adafactor"] = Field("adamw_torch", description="adamw_torch is usual; the 8-bit "
+                                                                              "ones save optimizer memory")
+    weight_decay: float = Field(0.0, ge=0, description="pulls weights toward zero (0 is usual for LoRA)")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradients are clipped to this norm")
+    seed: int = Field(42, description="same seed, same data order and initialisation")
+    logging_steps: int = Field(5, ge=1, description="a log line (loss, lr, memory, speed) every N steps")
+    save_steps: int = Field(100, ge=1, description="a checkpoint every N steps (what --resume continues from)")
+    save_total_limit: int | None = Field(3, ge=1, description="keep only the newest N checkpoints")
+    eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps (default: with each save)")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto", description="recompute activations: less memory, ~30% slower; auto decides at start")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the GPU has it, else fp16; fp32 on CPU")
 
     @field_validator("gradient_checkpointing", mode="before")
     @classmethod
@@ -143,30 +163,50 @@ class TrainSpec(_Strict):
 
 
 class DpoSpec(_Strict):
-    beta: float = Field(0.1, gt=0)
-    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "apo_zero", "apo_down"] = "sigmoid"
-    max_prompt_length: int = Field(512, ge=8)
-    max_completion_length: int = Field(512, ge=8)
+    beta: float = Field(0.1, gt=0, description="higher keeps the model closer to the reference (0.1 is usual)")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "bco_pair", "apo_zero", "apo_down"] = Field(
+        "sigmoid", description="sigmoid is the DPO paper's loss")
+    max_prompt_length: int = Field(512, ge=8, description="tokens kept of each prompt")
+    max_completion_length: int = Field(512, ge=8, description="tokens kept of each answer")
+
+
+def task_method_problem(task: str, method: str) -> str | None:
+    """Why this task cannot train with this method, or None (the wizard offers only the pairs that can)."""
+    if task == "dpo" and method == "full":
+        return "task dpo needs method lora or qlora: the reference model is the base with the adapter switched off"
+    return None
 
 
 class RunSpec(_Strict):
-    version: Literal[1] = SPEC_VERSION
-    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    model: ModelSpec
-    task: Literal["sft", "dpo"] = "sft"
-    method: Literal["qlora", "lora", "full"] = "qlora"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
-    quant: QuantSpec = Field(default_factory=QuantSpec)
-    data: DataSpec
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    dpo: DpoSpec = Field(default_factory=DpoSpec)
-    output_dir: str = "runs"
+    version: Literal[1] = Field(SPEC_VERSION, description="spec format version")
+    name: str = Field("run", description="names the run folders (<output_dir>/<name>-<time>/)")
+    model: ModelSpec = Field(description="the base model")
+    task: Literal["sft", "dpo"] = Field("sft", description="sft: learn from example chats | dpo: from "
+                                                           "chosen/rejected pairs")
+    method: Literal["qlora", "lora", "full"] = Field("qlora", description="qlora: 4-bit base + adapter | lora: "
+                                                                          "16-bit + adapter | full")
+    lora: LoraSpec = Field(default_factory=LoraSpec,
+                           description="the LoRA adapter that is trained (methods lora and qlora)")
+    quant: QuantSpec = Field(default_factory=QuantSpec, description="how the base model is loaded in 4-bit "
+                                                                    "(method qlora)")
+    data: DataSpec = Field(description="the training data")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="the training loop")
+    dpo: DpoSpec = Field(default_factory=DpoSpec, description="DPO settings (task dpo)")
+    output_dir: str = Field("runs", description="run folders go here, one per run: <name>-<time>/")
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, v):
+        # It names folders and files: no spaces or slashes, and no leading dot or dash.
+        if not NAME.match(v):
+            raise ValueError("letters, digits, '.', '_' and '-' only, starting with a letter or digit")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.task == "dpo" and self.method == "full":
-            raise ValueError("task dpo needs method lora or qlora: the reference model is the base with "
-                             "the adapter switched off")
+        problem = task_method_problem(self.task, self.method)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def to_dict(self) -> dict:
@@ -174,19 +214,6 @@ class RunSpec(_Strict):
 
 
 # ---------------------------------------------------------------- loading, overrides, errors
-
-# Names users bring from other tools (HF TrainingArguments, ms-swift, LLaMA-Factory, axolotl).
-KNOWN_ALIASES = {
-    "learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
-    "per_device_train_batch_size": "batch_size", "micro_batch_size": "batch_size",
-    "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "scheduler", "optim": "optimizer",
-    "lora_rank": "r", "rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
-    "lora_target": "target_modules", "lora_target_modules": "target_modules",
-    "max_seq_length": "max_length", "cutoff_len": "max_length", "sequence_len": "max_length",
-    "model_name_or_path": "id", "base_model": "id", "dataset": "train", "datasets": "train",
-    "train_type": "method", "tuner_type": "method", "finetuning_type": "method", "stage": "task",
-}
-
 
 def _all_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
@@ -229,18 +256,31 @@ def describe_errors(err: ValidationError, source: str = "spec") -> list[str]:
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc)
             valid = _all_keys(owner) if owner else []
-            alias = KNOWN_ALIASES.get(str(loc[-1]))
-            near = [alias] if alias in valid else difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-            hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
+            section = ".".join(p for p in loc[:-1] if isinstance(p, str))
+            hint = _did_you_mean(str(loc[-1]), section, valid)
             lines.append(f"{source}: {key}: unknown key; {hint}")
         elif e["type"] == "missing":
             lines.append(f"{source}: {key}: required, but missing")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
             shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
-            lines.append(f"{source}: {key}: {msg}{shown}")
+            lines.append(f"{source}: {key}: {error_message(e)}{shown}")
     return lines
+
+
+def error_message(e: Any) -> str:
+    """What is wrong with a value, from one pydantic error (the same words for a spec file and the wizard)."""
+    return str(e["msg"]).removeprefix("Value error, ")
+
+
+def _did_you_mean(name: str, section: str, valid: list[str]) -> str:
+    target = ALIASES.get(name.lower())
+    if target:
+        parent, _, leaf = target.rpartition(".")
+        # In the right section, the field's name; elsewhere, its whole path from the top.
+        return f"did you mean '{leaf if parent == section and leaf in valid else target}'?"
+    near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
 
 
 def from_dict(raw: Any, source: str = "spec") -> RunSpec:

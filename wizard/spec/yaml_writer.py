@@ -1,7 +1,8 @@
 """A RunSpec as YAML with a comment on every field, for people who open the file to change it.
 
-The text must load back into the same RunSpec through wizard.spec.load (a unit test checks it), so values
-are written with PyYAML's own scalar dumper and only the layout and comments are ours.
+The comments are the fields' descriptions (wizard.spec.model), so a field is explained in one place. The text
+must load back into the same RunSpec through wizard.spec.load (a unit test checks it), so values are written
+with PyYAML's own scalar dumper and only the layout and comments are ours.
 """
 from __future__ import annotations
 
@@ -12,88 +13,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from wizard.spec import DatasetSource, RunSpec
+from wizard.spec import DatasetSource, RunSpec, fields
 
-COMMENTS = {
-    "version": "spec format version",
-    "name": "names the run folders (<output_dir>/<name>-<time>/)",
-    "model": "the base model",
-    "model.id": "catalog alias, hub id (owner/name), local folder or .gguf file",
-    "model.hub": "auto | huggingface | modelscope | local (never download)",
-    "model.revision": "a branch, tag or commit of the model repository",
-    "model.adapter": "start from this adapter: a finished SFT run folder or an adapter folder",
-    "model.trust_remote_code": "run code shipped in the model repo (trusted repos only)",
-    "task": "sft: learn from example chats | dpo: from chosen/rejected pairs",
-    "method": "qlora: 4-bit base + adapter | lora: 16-bit + adapter | full",
-    "lora": "the LoRA adapter that is trained (methods lora and qlora)",
-    "lora.r": "adapter size: 8 is usual; 16-64 learn more, use more memory",
-    "lora.alpha": "scales the adapter's update by alpha / r",
-    "lora.dropout": "dropout on the adapter's input; regularises small datasets",
-    "lora.target_modules": "layers with an adapter: auto (family default), all-linear, list",
-    "quant": "how the base model is loaded in 4-bit (method qlora)",
-    "quant.bits": "4 (QLoRA) or 8",
-    "quant.type": "nf4 (the QLoRA paper's) or fp4",
-    "quant.double_quant": "quantize the quantization constants too (~0.4 bit/param saved)",
-    "quant.compute_dtype": "dtype of the matrix products: auto takes bf16 where the GPU has it",
-    "data": "the training data",
-    "data.train": "files or hub ids; owner/name#N samples N rows",
-    "data.eval": "held-out datasets for eval loss (empty: see eval_split)",
-    "data.format": "auto detects it; or messages, sharegpt, alpaca, preference, ...",
-    "data.max_length": "tokens per row; longer rows are handled by overflow",
-    "data.overflow": "a row over max_length: truncate it, or drop it",
-    "data.eval_split": "share of the training rows held out for eval loss (0: none)",
-    "data.packing": "pack several short rows into one sequence: faster on short data",
-    "data.system": "a system prompt added to rows that have none",
-    "data.assistant_only_loss": "learn from the assistant's turns only (false: the whole text)",
-    "data.max_errors": "stop listing malformed rows after this many",
-    "data.train[].path": "a file or a hub dataset id",
-    "data.train[].format": "this dataset's format (auto: detect)",
-    "data.train[].hub": "auto | huggingface | modelscope | local",
-    "data.train[].split": "the hub dataset's split",
-    "data.train[].subset": "the hub dataset's subset (configuration)",
-    "data.train[].columns": "rename columns for the format, e.g. {question: instruction}",
-    "data.train[].sample": "take N rows",
-    "train": "the training loop",
-    "train.epochs": "passes over the dataset",
-    "train.max_steps": "stop after this many optimizer steps (-1: run the epochs)",
-    "train.batch_size": "rows per forward pass",
-    "train.grad_accum": "passes per update; batch_size x grad_accum = total batch",
-    "train.lr": "peak learning rate",
-    "train.scheduler": "how the learning rate falls after warmup",
-    "train.warmup_ratio": "share of the steps spent ramping the learning rate up",
-    "train.optimizer": "adamw_torch; 8-bit variants save optimizer memory",
-    "train.weight_decay": "pulls weights toward zero",
-    "train.max_grad_norm": "gradients are clipped to this norm",
-    "train.seed": "same seed, same data order and initialisation",
-    "train.logging_steps": "a log line (loss, lr, memory, speed) every N steps",
-    "train.save_steps": "a checkpoint every N steps (what --resume continues from)",
-    "train.save_total_limit": "keep only the newest N checkpoints",
-    "train.eval_steps": "eval loss every N steps (default: with each save)",
-    "train.gradient_checkpointing": "recompute activations: less memory, slower (auto | on | off)",
-    "train.precision": "auto: bf16 where the GPU has it, else fp16; fp32 on CPU",
-    "dpo": "DPO settings (task dpo)",
-    "dpo.beta": "higher keeps the model closer to the reference",
-    "dpo.loss_type": "sigmoid is the DPO paper's loss",
-    "dpo.max_prompt_length": "tokens kept of each prompt",
-    "dpo.max_completion_length": "tokens kept of each answer",
-    "output_dir": "run folders go here",
-}
 COMMENT_COLUMN = 34
 MAX_WIDTH = 110
 
 
 def comment_for(path: str) -> str:
-    """The comment for a dotted field path; the pydantic description where we have none."""
-    if path in COMMENTS:
-        return COMMENTS[path]
-    cls: Any = RunSpec
-    parts = path.replace("[]", "").split(".")
-    for part in parts[:-1]:
-        cls = _sub_model(cls, part)
-        if cls is None:
-            return ""
-    field = cls.model_fields.get(parts[-1]) if cls else None
-    return (field.description or "") if field else ""
+    """The comment for a dotted field path: the field's own description."""
+    return fields.description(path) if fields.exists(path) else ""
 
 
 def _sub_model(cls: type[BaseModel], name: str) -> type[BaseModel] | None:
@@ -111,7 +39,7 @@ def scalar(value: Any) -> str:
     return text[:-4].rstrip() if text.endswith("\n...") else text
 
 
-def _relevant(spec: RunSpec) -> dict:
+def relevant(spec: RunSpec) -> dict:
     """The spec as a dict, minus sections the run won't read and optional fields left unset."""
     d = spec.to_dict()
     if spec.task != "dpo":
@@ -188,15 +116,22 @@ def _emit(d: dict, path: str, indent: int, out: list) -> None:
 
 def render(spec: RunSpec, header: str = "") -> str:
     out: list[str] = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
-    _emit(_relevant(spec), "", 0, out)
+    _emit(relevant(spec), "", 0, out)
     return "\n".join(out) + "\n"
 
 
 def write(spec: RunSpec, path: str | Path, header: str = "") -> Path:
-    """Write atomically: an interrupted write never leaves a half spec that looks complete."""
+    """Write atomically (a file beside it, then a rename): an interrupted write never leaves a half spec
+    that looks complete, and a reader never sees one."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(render(spec, header), encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(render(spec, header))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
     return p
