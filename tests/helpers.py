@@ -1,6 +1,8 @@
-"""Helpers for end-to-end tests: a spec writer and a small identity dataset."""
+"""Helpers shared by tests: a spec writer, a small identity dataset, a chat file, and wizard answers that set
+every kind of answer."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -13,6 +15,25 @@ IDENTITY = [
     ("Name a colour.", "Blue."),
     ("Say hello.", "Hello!"),
 ]
+
+
+def chat_rows(path: Path, n: int = 10) -> Path:
+    """N alpaca rows ("Say i" -> "i!"), as a dataset a wizard question can point at."""
+    rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i}!"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def every_kind_of_answer(model: Path, data: Path) -> dict:
+    """Answers (question id -> value) for a local model and dataset that reach every question, the advanced
+    ones included, each away from its default."""
+    return {"hub": "local", "model_path": str(model), "task": "sft-lora", "dataset": "local",
+            "dataset_path": str(data), "dataset_confirm": True, "use_recommended": False, "lora_r": 16,
+            "lora_alpha": 64, "lr": "1e-4", "epochs": 2, "max_length": 512, "batch_size": 2,
+            "grad_accum": 8, "advanced": True, "lora_dropout": 0.1, "target_modules": ["q_proj", "k_proj"],
+            "warmup_ratio": 0.1, "weight_decay": 0.01, "scheduler": "linear", "optimizer": "adamw_8bit",
+            "save_steps": 50, "logging_steps": 2, "gradient_checkpointing": "off", "packing": True,
+            "eval_split": 0.2, "seed": 7, "max_steps": 30, "output_dir": "out", "name": "custom"}
 
 
 

@@ -7,13 +7,13 @@ comment on every field (the field's description from the spec).
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 from rich.console import Console
 
+from tests.helpers import chat_rows, every_kind_of_answer
 from tests.unit.test_questions import yaml_comments
 from wizard import spec as specmod
 from wizard.catalog import recipes_dir
@@ -49,12 +49,6 @@ def assert_commented(text: str) -> None:
         assert comment == fields.description(path), path
 
 
-def chat_file(path: Path, n: int = 10) -> Path:
-    rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i}!"} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def test_defaults_write_the_demo_spec_with_every_field_commented(tmp_path):
     path, text, screen = wizard(tmp_path, defaults=True)
     spec = specmod.load(path)
@@ -81,14 +75,8 @@ def test_answers_set_every_kind_of_answer(tmp_path):
     model = tmp_path / "my-model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    data = chat_file(tmp_path / "mine.jsonl")
-    answers = {"hub": "local", "model_path": str(model), "task": "sft-lora", "dataset": "local",
-               "dataset_path": str(data), "dataset_confirm": True, "use_recommended": False, "lora_r": 16,
-               "lora_alpha": 64, "lr": "1e-4", "epochs": 2, "max_length": 512, "batch_size": 2,
-               "grad_accum": 8, "advanced": True, "lora_dropout": 0.1, "target_modules": ["q_proj", "k_proj"],
-               "warmup_ratio": 0.1, "weight_decay": 0.01, "scheduler": "linear", "optimizer": "adamw_8bit",
-               "save_steps": 50, "logging_steps": 2, "gradient_checkpointing": "off", "packing": True,
-               "eval_split": 0.2, "seed": 7, "max_steps": 30, "output_dir": "out", "name": "custom"}
+    data = chat_rows(tmp_path / "mine.jsonl")
+    answers = every_kind_of_answer(model, data)
     path, text, screen = wizard(tmp_path, answers, out="specs/custom.yaml")
     assert path == Path("specs/custom.yaml")
     spec = specmod.load(path)

@@ -5,7 +5,6 @@ under a scheduler would.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import chat_rows, every_kind_of_answer
 from wizard import spec as specmod
 from wizard.catalog import recipes_dir
 
@@ -28,12 +28,6 @@ def init(*args: str, cwd: Path, answers: dict | None = None) -> subprocess.Compl
         cmd += ["--answers", str(cwd / "answers.yaml")]
     return subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=180, env=ENV)
-
-
-def chat_rows(path: Path, n: int = 10) -> Path:
-    rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i}!"} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def test_without_a_terminal_it_points_at_the_flags(tmp_path):
@@ -66,13 +60,7 @@ def test_answers_file_sets_every_kind_of_answer(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     data = chat_rows(tmp_path / "mine.jsonl")
-    answers = {"hub": "local", "model_path": str(model), "task": "sft-lora", "dataset": "local",
-               "dataset_path": str(data), "dataset_confirm": True, "use_recommended": False, "lora_r": 16,
-               "lora_alpha": 64, "lr": "1e-4", "epochs": 2, "max_length": 512, "batch_size": 2,
-               "grad_accum": 8, "advanced": True, "lora_dropout": 0.1, "target_modules": ["q_proj", "k_proj"],
-               "warmup_ratio": 0.1, "weight_decay": 0.01, "scheduler": "linear", "optimizer": "adamw_8bit",
-               "save_steps": 50, "logging_steps": 2, "gradient_checkpointing": "off", "packing": True,
-               "eval_split": 0.2, "seed": 7, "max_steps": 30, "output_dir": "out", "name": "custom"}
+    answers = every_kind_of_answer(model, data)
     r = init("--no-start", "--out", "specs/custom.yaml", cwd=tmp_path, answers=answers)
     assert r.returncode == 0, r.stderr + r.stdout
     spec = specmod.load(tmp_path / "specs" / "custom.yaml")
