@@ -29,7 +29,7 @@ def every_kind_of_answer(model: Path, data: Path) -> dict:
     ones included, each away from its default."""
     return {"hub": "local", "model_path": str(model), "task": "sft-lora", "dataset": "local",
             "dataset_path": str(data), "dataset_confirm": True, "use_recommended": False, "lora_r": 16,
-            "lora_alpha": 64, "lr": "1e-4", "epochs": 2, "max_length": 512, "batch_size": 2,
+            "lora_alpha": 64, "lr": "1e-4", "epochs": 2, "max_length": 512, "batching": "rows", "batch_size": 2,
             "grad_accum": 8, "advanced": True, "lora_dropout": 0.1, "target_modules": ["q_proj", "k_proj"],
             "warmup_ratio": 0.1, "weight_decay": 0.01, "scheduler": "linear", "optimizer": "adamw_8bit",
             "save_steps": 50, "logging_steps": 2, "gradient_checkpointing": "off", "packing": True,
@@ -43,7 +43,8 @@ def write_spec(path: Path, model: str, data_file: Path, out: Path, **over) -> Pa
         "method": over.pop("method", "lora"),
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         "data": {"train": [str(data_file)], "max_length": 64, **over.pop("data", {})},
-        "train": {"max_steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 3e-2, "logging_steps": 1,
+        # batching tokens (the default), ~4 rows of 64 tokens a pass
+        "train": {"max_steps": 12, "batch_tokens": 256, "batch_size": 4, "grad_accum": 1, "lr": 3e-2, "logging_steps": 1,
                   "save_steps": 6, "warmup_ratio": 0.0, "seed": 7, **over.pop("train", {})},
         "output_dir": str(out),
     }

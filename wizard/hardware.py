@@ -48,8 +48,44 @@ class Hardware:
         return [g for g in self.gpus if g.usable]
 
 
+# `tune-wizard run --gpu-memory GB`: the most GPU memory a run may use; the probe reports no more free than that.
+GPU_MEMORY_ENV = "TUNE_WIZARD_GPU_MEMORY_GB"
+
+
+def gib_argument(text: str) -> float:
+    """argparse type of --gpu-memory (estimate, run): a positive number of GiB."""
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, e.g. 24, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 GiB, got {text}")
+    return v
+
+
+def gpu_memory_cap() -> float | None:
+    """The GiB set by --gpu-memory (GPU_MEMORY_ENV), or None."""
+    try:
+        cap = float(os.environ.get(GPU_MEMORY_ENV, "") or 0)
+    except ValueError:
+        return None
+    return cap if cap > 0 else None
+
+
 def detect(path: str | os.PathLike = ".") -> Hardware:
     """Probe the machine. Never raises for a missing GPU, NVML or torch; what could not be told is in notes."""
+    hw = _detect(path)
+    cap = gpu_memory_cap()
+    if cap is not None:
+        for g in hw.gpus:
+            g.free_gb = min(g.free_gb, cap)
+        hw.notes.append(f"GPU memory capped at {cap:g} GiB ({GPU_MEMORY_ENV})")
+    return hw
+
+
+def _detect(path: str | os.PathLike) -> Hardware:
     notes: list[str] = []
     gpus, cuda, torch_cuda = _torch_gpus(notes)
     driver = None

@@ -117,7 +117,7 @@ def test_enter_everywhere_writes_the_defaults_spec(tmp_path):
     demo = yaml.safe_load((Path(specmod.__file__).parent.parent / "recipes" / "demo.yaml").read_text())
     for key in ("r", "alpha", "dropout", "target_modules"):
         assert written["lora"][key] == demo["lora"][key], key
-    for key in ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "scheduler", "warmup_ratio", "optimizer",
+    for key in ("epochs", "max_steps", "batching", "batch_tokens", "grad_accum", "lr", "scheduler", "warmup_ratio", "optimizer",
                 "seed", "logging_steps", "save_steps", "gradient_checkpointing"):
         assert written["train"][key] == demo["train"][key], key
     assert written["data"]["max_length"] == demo["data"]["max_length"]
@@ -153,7 +153,8 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     child.send(CLEAR + "5e-5" + ENTER)
     ask(child, "Epochs", CLEAR + "2" + ENTER)
     ask(child, "Max length", CLEAR + "512" + ENTER)
-    ask(child, "Batch size per step", CLEAR + "2" + ENTER)
+    choose(child, "Batching", "rows")
+    ask(child, "Rows per forward pass", CLEAR + "2" + ENTER)
     ask(child, "Gradient accumulation", ENTER)                        # default keeps the total at 16: 8
     ask(child, "Change advanced settings", "y")
     ask(child, "LoRA dropout", CLEAR + "0.1" + ENTER)
@@ -183,7 +184,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     assert (t.lr, t.epochs, t.batch_size, t.grad_accum, t.max_steps) == (5e-5, 2, 2, 8, -1)
     assert (t.weight_decay, t.scheduler, t.optimizer, t.save_steps, t.logging_steps, t.seed) == (
         0.01, "linear", "adamw_torch", 20, 5, 7)
-    assert t.gradient_checkpointing in ("on", "off")
+    assert t.gradient_checkpointing == "auto"  # the recommendation (batching tokens) leaves it to the run
     assert (spec.data.max_length, spec.data.packing, spec.data.eval_split) == (512, True, 0.25)
 
 

@@ -72,8 +72,8 @@ def test_lengths_are_enforced_by_tune_wizard_not_trl(tmp_path):
 
 def test_precompute_only_when_pairs_are_seen_more_than_once(tmp_path):
     spec = make_spec()  # 7 steps x 2 x 4 = 56 pairs
-    assert pair_passes(spec, 100) == pytest.approx(0.56)
-    assert pair_passes(spec, 20) == pytest.approx(2.8)
+    assert pair_passes(spec, 100, spec.train.grad_accum) == pytest.approx(0.56)
+    assert pair_passes(spec, 20, spec.train.grad_accum) == pytest.approx(2.8)
     assert config_of(spec, tmp_path, precompute=True)[1].precompute_ref_log_probs is True
     assert config_of(spec, tmp_path)[1].precompute_ref_log_probs is False
 

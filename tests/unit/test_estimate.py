@@ -13,15 +13,19 @@ from tests.conftest import cli
 from tests.hub_server import closed_port
 from wizard import spec as specmod
 from wizard.errors import ModelError
+from wizard.estimate.batching import BUDGETS, MIN_UPDATES_PER_EPOCH, UPDATE_TOKENS, relative_speed
 from wizard.estimate.memory import (
     ALLOCATOR_SLACK_GB,
+    AUTO_CKPT_HEADROOM,
     CUBLAS_WORKSPACE_GB,
     CUDA_CONTEXT_GB,
     GIB,
     LOGITS_SLACK,
+    LOSS_CHUNK_TOKENS,
     estimate,
     estimate_for_spec,
     method_table,
+    plan_for_spec,
     recommend,
     shape_for_model,
     verdict,
@@ -95,11 +99,17 @@ def test_every_knob_moves_the_estimate_the_right_way():
     assert estimate(s, method="qlora", **kw, lora_r=64).parts["lora"] > q.parts["lora"]
     assert estimate(s, method="qlora", **kw, target_modules="all-linear").parts["activations"] > q.parts["activations"]
     assert estimate(s, method="full", **kw, optimizer="paged_adamw_8bit").parts["optimizer"] < fu.parts["optimizer"] / 1.9
-    # 7B QLoRA at 2048 with checkpointing: about 10 GB, as ms-swift's examples report.
-    assert 8.5 < on.total_gb < 11
-    # A 150k vocabulary at 2048 tokens: the loss on the logits outweighs a 0.5B model's weights.
-    small = estimate(shape_for_model("qwen2.5-0.5b-instruct"), method="qlora", max_length=2048)
+    # 7B QLoRA at 2048 with checkpointing and the usual loss: about 10 GB, as ms-swift's examples report.
+    usual = estimate(s, method="qlora", **{**kw, "grad_ckpt": True}, chunked_loss=False)
+    assert 8.5 < usual.total_gb < 11
+    # A 150k vocabulary at 2048 tokens: the usual loss on the logits outweighs a 0.5B model's weights ...
+    small = estimate(shape_for_model("qwen2.5-0.5b-instruct"), method="qlora", max_length=2048, chunked_loss=False)
     assert small.parts["logits"] > 3 * small.parts["weights"]
+    # ... and SFT's chunked loss (the default for this family) holds a quarter of it: 512 tokens' logits, not 2048.
+    chunked = estimate(shape_for_model("qwen2.5-0.5b-instruct"), method="qlora", max_length=2048)
+    assert chunked.parts["logits"] == pytest.approx(small.parts["logits"] * LOSS_CHUNK_TOKENS / 2048, rel=0.01)
+    assert on.total_gb == pytest.approx(usual.total_gb - (usual.parts["logits"] - on.parts["logits"]) * (1 + LOGITS_SLACK),
+                                        rel=0.01)
 
 
 def test_shape_from_a_real_config_json(tmp_path):
@@ -195,9 +205,11 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("ckpt", [False, True])
-def test_estimate_matches_a_measured_peak_on_a_real_tiny_model(ckpt):
-    """fp32 LoRA on the CPU (the engine's CPU path): the estimate within 5% of the bytes actually live."""
+@pytest.mark.parametrize("ckpt,packed", [(False, False), (True, False), (False, True)])
+def test_estimate_matches_a_measured_peak_on_a_real_tiny_model(ckpt, packed):
+    """fp32 LoRA on the CPU (the engine's CPU path): the estimate within 5% of the bytes actually live. packed:
+    one forward pass of rows end to end (batching tokens; sdpa masks across the rows from position_ids), the
+    budget `tune-wizard estimate` gives that pass."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Qwen2Config
 
@@ -211,14 +223,15 @@ def test_estimate_matches_a_measured_peak_on_a_real_tiny_model(ckpt):
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, 4096, (1, 256))
-    mode = LiveBytes([*model.parameters(), *model.buffers(), ids])
+    extra = {"position_ids": torch.cat([torch.arange(n) for n in (40, 100, 16, 100)]).unsqueeze(0)} if packed else {}
+    mode = LiveBytes([*model.parameters(), *model.buffers(), ids, *extra.values()])
     with mode:
         for _ in range(2):
-            model(input_ids=ids, labels=ids).loss.backward()
+            model(input_ids=ids, labels=ids, **extra).loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
     b = estimate(shape_from_config(cfg.to_dict()), method="lora", precision="fp32", lora_r=8,
-                 target_modules=["q_proj", "v_proj"], max_length=256, grad_ckpt=ckpt, device="cpu")
+                 target_modules=["q_proj", "v_proj"], max_length=256, grad_ckpt=ckpt, device="cpu", packed=packed)
     measured = mode.peak / GIB
     assert abs(b.allocated_gb - measured) / measured < 0.05, (b.allocated_gb * GIB, mode.peak, b.parts)
 
@@ -255,12 +268,19 @@ def test_recommend_follows_the_memory():
     s = shape_for_model("qwen2.5-7b-instruct")
     big = recommend(s, _gpu(80))
     assert (big["method"], big["max_length"], big["gradient_checkpointing"], big["lr"]) == ("lora", 2048, False, 2e-4)
-    assert big["batch_size"] * big["grad_accum"] in range(14, 19)
-    # 24 GB: bf16 LoRA still fits once checkpointing is on, and LoRA is preferred over 4-bit weights.
+    # SFT batches by tokens: an update of about UPDATE_TOKENS, in passes that fit
+    assert big["batching"] == "tokens" and big["batch_tokens"] >= 2048 and big["estimate_gb"] <= 80 * AUTO_CKPT_HEADROOM
+    assert abs(big["batch_tokens"] * big["grad_accum"] - UPDATE_TOKENS) <= big["batch_tokens"] / 2
+    # DPO batches pairs: the init script's total batch of 16
+    dpo = recommend(s, _gpu(80), task="dpo")
+    assert dpo["batching"] == "rows" and dpo["batch_size"] * dpo["grad_accum"] in range(14, 19)
+    # 24 GB: bf16 LoRA still fits, and LoRA is preferred over 4-bit weights.
     a24 = recommend(s, _gpu(24))
-    assert (a24["method"], a24["gradient_checkpointing"], a24["max_length"]) == ("lora", True, 2048)
-    a16 = recommend(s, _gpu(16))
-    assert a16["method"] == "qlora" and a16["max_length"] == 2048 and a16["batch_size"] == 1 and a16["grad_accum"] == 16
+    assert (a24["method"], a24["max_length"]) == ("lora", 2048) and a24["estimate_gb"] <= 24 * AUTO_CKPT_HEADROOM
+    assert recommend(s, _gpu(24), task="dpo")["gradient_checkpointing"] is True
+    a16 = recommend(s, _gpu(16), task="dpo")
+    assert a16["method"] == "qlora" and a16["batch_size"] == 1 and a16["grad_accum"] == 16
+    assert recommend(s, _gpu(16))["method"] == "qlora" and recommend(s, _gpu(16))["max_length"] == 2048
     small = recommend(s, _gpu(8))
     assert small["method"] == "qlora" and small["gradient_checkpointing"] and small["max_length"] < 2048
     assert "8.0 GiB" in small["reason"]
@@ -285,8 +305,10 @@ def test_recommend_for_a_chosen_method_and_for_an_unknown_model():
     # No shape (a config that cannot be read): the QLoRA recipe's values, the spec's max_length, still
     # the machine's precision; nothing is estimated.
     unknown = recommend(None, _gpu(24))
-    assert (unknown["method"], unknown["max_length"], unknown["batch_size"], unknown["grad_accum"]) == (
-        "qlora", specmod.DataSpec.model_fields["max_length"].default, 1, 16)
+    length = specmod.DataSpec.model_fields["max_length"].default
+    assert (unknown["method"], unknown["max_length"], unknown["batch_tokens"], unknown["grad_accum"]) == (
+        "qlora", length, length, UPDATE_TOKENS // length)
+    assert recommend(None, _gpu(24), task="dpo")["grad_accum"] == 16
     assert unknown["gradient_checkpointing"] is True and unknown["lr"] == 2e-4 and unknown["precision"] == "bf16"
     assert unknown["estimate_gb"] is None and "shape is unknown" in unknown["reason"]
     assert recommend(None, _gpu(24), task="dpo", method="lora")["lr"] == 5e-5
@@ -294,7 +316,8 @@ def test_recommend_for_a_chosen_method_and_for_an_unknown_model():
 
 
 def test_estimate_for_spec_resolves_model_precision_and_auto_checkpointing(tmp_path):
-    spec = specmod.from_dict({"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}, "data": {"train": "t.jsonl"}})
+    spec = specmod.from_dict({"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}, "data": {"train": "t.jsonl"},
+                              "train": {"batching": "rows"}})
     b = estimate_for_spec(spec, _gpu(24))
     assert b.inputs["precision"] == "bf16" and b.inputs["method"] == "qlora"
     assert b.inputs["grad_ckpt"] is False and "auto" in b.inputs["grad_ckpt_reason"]
@@ -346,3 +369,34 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert r.returncode == 2
     r = cli("estimate", str(good), "--gpu-memory", "24", "--set", f"model.id={tmp_path / 'nowhere'}")
     assert r.returncode == 2 and "local" in r.stderr
+
+
+def test_token_budget_is_the_fastest_that_fits_and_grows_with_the_gpu():
+    spec = specmod.from_dict({"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}, "data": {"train": "t.jsonl"}})
+    s = shape_for_model("qwen2.5-7b-instruct")
+    plans = {gb: plan_for_spec(spec, _gpu(gb), s) for gb in (16, 24, 80, 141)}
+    # More memory never makes the chosen pass slower (by the step-time model the choice maximises)
+    speeds = [relative_speed(plans[gb].batch_tokens, plans[gb].checkpointing) for gb in (16, 24, 80, 141)]
+    assert speeds == sorted(speeds) and plans[16].batch_tokens >= 2048 and plans[141].batch_tokens == UPDATE_TOKENS
+    assert plans[141].checkpointing is False
+    for gb, p in plans.items():
+        b = estimate_for_spec(spec, _gpu(gb), shape=s)
+        # the estimate of the chosen pass fits the GPU with the same headroom `auto` checkpointing keeps
+        assert b.inputs["max_length"] == p.batch_tokens and b.total_gb <= gb * AUTO_CKPT_HEADROOM
+        assert b.inputs["grad_ckpt"] is p.checkpointing
+        # an update holds about UPDATE_TOKENS tokens
+        assert abs(p.batch_tokens * p.grad_accum - UPDATE_TOKENS) <= p.batch_tokens / 2
+        # the next larger budget would not have fitted with the same checkpointing choice
+        bigger = [t for t in BUDGETS if t > p.batch_tokens]
+        if bigger:
+            over = estimate_for_spec(spec, _gpu(gb), shape=s, max_length=min(bigger), batch_size=1, packed=True,
+                                     grad_ckpt=p.checkpointing)
+            assert over.total_gb > gb * AUTO_CKPT_HEADROOM
+    # A CPU has no per-step cost to spread: one max_length per pass. A spec's numbers are kept as they are.
+    cpu = Hardware(gpus=[], cpu_count=2, ram_total_gb=16, ram_available_gb=12, cpu_bf16=False, cuda_available=False)
+    assert plan_for_spec(spec, cpu, s).batch_tokens == spec.data.max_length
+    fixed = spec.model_copy(update={"train": spec.train.model_copy(update={"batch_tokens": 4096, "grad_accum": 3})})
+    assert (plan_for_spec(fixed, _gpu(141), s).batch_tokens, plan_for_spec(fixed, _gpu(141), s).grad_accum) == (4096, 3)
+    # A small dataset keeps MIN_UPDATES_PER_EPOCH updates an epoch.
+    small = plan_for_spec(spec, _gpu(141), s, dataset_tokens=100_000)
+    assert small.batch_tokens * small.grad_accum <= max(2048, 100_000 / MIN_UPDATES_PER_EPOCH) + 1024

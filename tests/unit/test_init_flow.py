@@ -59,7 +59,7 @@ def test_defaults_write_the_demo_spec_with_every_field_commented(tmp_path):
     assert [Path(s.path).name for s in spec.data.train] == ["self_cognition.jsonl", "general_chat.jsonl"]
     demo = specmod.load(recipes_dir() / "demo.yaml")
     assert spec.lora == demo.lora
-    for key in ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "scheduler", "warmup_ratio", "optimizer",
+    for key in ("epochs", "max_steps", "batching", "batch_tokens", "grad_accum", "lr", "scheduler", "warmup_ratio", "optimizer",
                 "seed", "logging_steps", "save_steps", "gradient_checkpointing"):
         assert getattr(spec.train, key) == getattr(demo.train, key), key
     assert spec.data.max_length == demo.data.max_length and spec.output_dir == "runs"

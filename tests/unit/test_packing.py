@@ -93,6 +93,7 @@ def test_packed_batch_with_padding_and_the_same_loss(tok, rows):
     batch = DataCollator(tok.pad_token_id, pad_to_multiple_of=8)(packs)
     width = batch["input_ids"].shape[1]
     assert width % 8 == 0 and batch["position_ids"].shape == batch["input_ids"].shape
+    assert batch.pop("num_real_tokens") == sum(len(p["input_ids"]) for p in packs)
     with torch.no_grad():
         out = model(**batch)
         total, count = 0.0, 0
@@ -129,7 +130,7 @@ def test_collator_pads_packed_rows_as_their_own_block():
     features = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "position_ids": [0, 0, 1]},
                 {"input_ids": [4], "labels": [-100], "position_ids": [0]}]
     batch = DataCollator(0)(features)
-    assert set(batch) == {"input_ids", "labels", "position_ids"}
+    assert set(batch) == {"input_ids", "labels", "position_ids", "num_real_tokens"} and batch["num_real_tokens"] == 4
     assert batch["position_ids"].tolist() == [[0, 0, 1], [0, 0, 1]]
     assert batch["labels"].tolist() == [[-100, 2, 3], [-100, -100, -100]]
     with pytest.raises(ValueError, match="mixes"):

@@ -195,7 +195,10 @@ def test_defaults_build_a_valid_spec_for_every_task(ctx, tmp_path, chat_file, ta
     assert spec.model.id == ctx.demo_alias()
     assert spec.data.train[0].path == Path(a["dataset_path"]).name  # relative to the spec's folder
     assert spec.train.optimizer == "adamw_torch" and spec.train.scheduler == "cosine"
-    assert spec.train.batch_size * spec.train.grad_accum in range(8, 33)
+    if t == "sft":  # batched by tokens, fitted to the GPU and the data when the run starts
+        assert (spec.train.batching, spec.train.batch_tokens, spec.train.grad_accum) == ("tokens", "auto", "auto")
+    else:
+        assert spec.train.batch_size * spec.train.grad_accum in range(8, 33)
     if m == "full":
         assert "lora" not in A.build_spec_dict(a, ctx, tmp_path / "x.yaml")
         assert spec.train.lr <= 5e-5
@@ -219,10 +222,19 @@ def test_answers_map_to_spec_keys(ctx, tmp_path, chat_file):
 
 def test_grad_accum_keeps_total_batch_near_16(ctx):
     a = _defaults({"hub": "huggingface", "model": "other", "model_id": "someone/unknown-model",
-                   "task": "sft-qlora", "dataset": "hub", "dataset_hub": "o/d"}, ctx)
-    assert a["batch_size"] * a["grad_accum"] == 16
+                   "task": "dpo-qlora", "dataset": "hub", "dataset_hub": "o/d"}, ctx)
+    assert a["batch_size"] * a["grad_accum"] == 16 and "batching" not in a and "batch_tokens" not in a
     a2 = dict(a, batch_size=4)
     assert Qs.default(Qs.BY_ID["grad_accum"], a2, ctx) == 4
+    # SFT batches by tokens: no rows question, the budget and accumulation fitted when the run starts
+    s = _defaults({"hub": "huggingface", "model": "other", "model_id": "someone/unknown-model",
+                   "task": "sft-qlora", "dataset": "hub", "dataset_hub": "o/d"}, ctx)
+    assert (s["batching"], s["batch_tokens"], s["grad_accum"]) == ("tokens", "auto", "auto") and "batch_size" not in s
+    bt = Qs.BY_ID["batch_tokens"]
+    assert A.check(bt, "1024", dict(s, max_length=2048), ctx) == ("at least the max length (2048): a full row must "
+                                                                   "fit in a forward pass")
+    assert A.check(bt, "lots", s, ctx) == "auto or a whole number" and A.check(bt, "8192", s, ctx) is None
+    assert Qs.spec_value(bt, "8192") == 8192 and Qs.spec_value(bt, "AUTO") == "auto"
 
 
 def test_nearest_question_id():
@@ -365,9 +377,14 @@ def test_defaults_follow_the_machine(tmp_path):
     assert task in ("sft-qlora", "sft-lora")
     assert [o for o in Qs.options(Qs.BY_ID["task"], a, a10) if o.value == task][0].title.count("recommended") == 1
     # Choosing more than the machine holds keeps the choice but makes its settings as lean as they go.
+    full = a10.settings_for("qwen2.5-7b-instruct", "dpo", "lora")
+    assert (full["train.batch_size"], full["train.gradient_checkpointing"]) == (1, "on")
+    assert full["train.grad_accum"] == 16
     full = a10.settings_for("qwen2.5-7b-instruct", "sft", "full")
-    assert (full["train.lr"], full["train.batch_size"], full["train.gradient_checkpointing"]) == (1e-5, 1, "on")
-    assert full["data.max_length"] < 2048 and full["train.grad_accum"] == 16
+    assert (full["train.lr"], full["train.batch_tokens"], full["train.gradient_checkpointing"]) == (1e-5, "auto", "auto")
+    assert full["data.max_length"] < 2048
+    lean = a10.recommend("qwen2.5-7b-instruct", "sft", "full")
+    assert lean["batch_tokens"] == full["data.max_length"] and lean["gradient_checkpointing"] is True
     # A small GPU gets a smaller model; no GPU gets the demo, whatever the hubs say.
     small = Context(hardware=_machine(6), hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     picked = Qs.default(model_q, {"hub": "huggingface"}, small)
@@ -390,4 +407,7 @@ def test_welcome_and_recommended_panels_show_the_machine_and_the_values():
     text = console.export_text()
     assert "GPU 0: NVIDIA A10, 24.0 GiB (23.5 free), bf16" in text
     assert "123.4 GiB free" in text and "Hugging Face ✓, ModelScope ✗ (not answering)" in text
-    assert "rank 8, alpha 32" in text and "× grad accum" in text and "Why:" in text
+    assert "rank 8, alpha 32" in text and "Why:" in text
+    fitted = ctx.recommend("qwen2.5-7b-instruct", "sft", "qlora")
+    assert (f"by tokens: ~{fitted['batch_tokens']:,} tokens per pass (auto); {fitted['grad_accum']} per update"
+            in text), text

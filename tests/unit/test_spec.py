@@ -34,7 +34,8 @@ def test_defaults_match_the_qlora_recipe():
     spec = specmod.from_dict(MINIMAL)
     assert (spec.method, spec.lora.r, spec.lora.alpha, spec.lora.dropout) == ("qlora", 8, 32, 0.05)
     assert (spec.quant.type, spec.quant.double_quant) == ("nf4", True)
-    assert (spec.train.batch_size, spec.train.grad_accum, spec.train.lr) == (1, 16, 2e-4)
+    assert (spec.train.batch_size, spec.train.grad_accum, spec.train.lr) == (1, "auto", 2e-4)
+    assert (spec.train.batching, spec.train.batch_tokens, spec.train.attention) == ("tokens", "auto", "auto")
     assert (spec.train.scheduler, spec.train.optimizer, spec.data.max_length) == ("cosine", "adamw_torch", 2048)
 
 
@@ -168,3 +169,16 @@ def test_cli_missing_spec_file(tmp_path):
     r = cli("run", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2
     assert "nope.yaml: no such file" in r.stderr and "tune-wizard init" in r.stderr
+
+
+def test_token_budget_must_hold_a_full_row_and_auto_or_numbers_only():
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "data": {"train": "d.jsonl", "max_length": 4096}, "train": {"batch_tokens": 2048}})
+    assert "train.batch_tokens (2048) is below data.max_length (4096)" in e.value.problems[0]
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "train": {"grad_accum": 0, "batch_tokens": "lots"}})
+    text = "\n".join(e.value.problems)
+    assert "train.grad_accum: must be a positive number or 'auto'" in text and "train.batch_tokens" in text
+    # batching rows does not read the budget
+    rows = specmod.from_dict({**MINIMAL, "train": {"batching": "rows", "batch_tokens": 16, "grad_accum": 4}})
+    assert (rows.train.batch_tokens, rows.train.grad_accum) == (16, 4)

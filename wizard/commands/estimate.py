@@ -3,23 +3,14 @@ QLoRA for the same settings, and a verdict against this GPU (or --gpu-memory, or
 change. It downloads no weights. Exit 0 whether or not it fits: it is information."""
 from __future__ import annotations
 
-import argparse
 import json
 
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GiB, e.g. 24, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 GiB, got {text}")
-    return v
+from wizard.hardware import gib_argument
 
 
 def add_arguments(p) -> None:
     p.add_argument("spec", help="run spec (YAML)")
-    p.add_argument("--gpu-memory", type=_positive, metavar="GB",
+    p.add_argument("--gpu-memory", type=gib_argument, metavar="GB",
                    help="judge against a GPU with this much free memory (GiB) instead of this machine's")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field, e.g. --set data.max_length=1024")
@@ -50,7 +41,7 @@ def run(args) -> int:
     avail, where = available_memory(hw) if hw is not None else (None, "unknown")
     fits, advice = verdict(b, avail) if avail else (None, [])
     keep = ("precision", "lora_r", "target_modules", "max_length", "batch_size", "grad_ckpt", "optimizer",
-            "lora_dropout", "device", "task")
+            "lora_dropout", "device", "task", "packed")
     rows = method_table(b.shape, available_gb=avail, **{k: v for k, v in b.inputs.items() if k in keep})
     if args.json:
         print(json.dumps({"spec": str(args.spec), "model": spec.model.id, "estimate": b.to_dict(), "methods": rows,
@@ -63,10 +54,17 @@ def run(args) -> int:
 
     console = make_console()
     inp = b.inputs
+    pass_ = (f"{inp['max_length']:,} tokens per forward pass (whole rows end to end)" if inp.get("packed")
+             else f"{inp['max_length']} tokens x batch {inp['batch_size']}")
     console.print(f"{args.spec}: {spec.model.id} ({b.params / 1e9:.2f}B parameters), {inp['method']} "
-                  f"{inp['precision']}, {inp['max_length']} tokens x batch {inp['batch_size']}, gradient "
-                  f"checkpointing {'on' if inp['grad_ckpt'] else 'off'}"
+                  f"{inp['precision']}, {pass_}, gradient checkpointing {'on' if inp['grad_ckpt'] else 'off'}"
                   + (f" ({inp['grad_ckpt_reason']})" if inp.get("grad_ckpt_reason") else ""))
+    if inp.get("packed"):
+        # What batching by tokens comes to on this machine, and why (wizard.estimate.batching).
+        console.print(f"batching tokens: {inp['batch_tokens']:,} tokens per pass, {inp['grad_accum']} passes per "
+                      f"update (~{inp['batch_tokens'] * inp['grad_accum']:,} tokens): {inp['batching_why']}. "
+                      "A run fits it again to its GPU when it starts, and to the data: a small dataset keeps "
+                      "20 updates an epoch.")
     t = Table(title=f"memory at the peak ({b.peak}), GiB")
     t.add_column("part")
     t.add_column("GiB", justify="right")

@@ -84,11 +84,11 @@ def check_environment() -> None:
 
 # ------------------------------------------------------------------ spec -> DPOConfig
 
-def pair_passes(spec, n_pairs: int) -> float:
+def pair_passes(spec, n_pairs: int, grad_accum: int) -> float:
     """How many times training sees each pair (epochs, or what max_steps amounts to)."""
     t = spec.train
     if t.max_steps > 0:
-        return t.max_steps * t.batch_size * t.grad_accum / max(n_pairs, 1)
+        return t.max_steps * t.batch_size * grad_accum / max(n_pairs, 1)
     return float(t.epochs)
 
 
@@ -270,14 +270,20 @@ def _trainer_class():
     return PreferenceTrainer
 
 
-def build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events):
+def prepare_data(spec, tokenizer, train_examples, eval_examples, events):
+    """TRL tokenizes the pairs itself (in build_trainer); nothing to count for the batching plan."""
+    return train_examples, eval_examples, None
+
+
+def build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events, plan=None,
+                  attention: str = "sdpa"):
     from datasets import Dataset
 
     check_trl()
     if not train_examples:
         raise DataError("no preference pairs to train on", hint="check data.train")
     # Pairs seen more than once: reference log-probs computed once up front beat one reference forward per step.
-    precompute = pair_passes(spec, len(train_examples)) >= 1.5
+    precompute = pair_passes(spec, len(train_examples), args.gradient_accumulation_steps) >= 1.5
     config = dpo_config(spec, args, precompute_ref=precompute)
     adapter_dtypes = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
     if precompute:

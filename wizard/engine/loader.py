@@ -74,10 +74,11 @@ def _is_linear(mod) -> bool:
     return type(mod).__name__ in ("Linear4bit", "Linear8bitLt", "Conv1D")
 
 
-def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool):
+def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool, attention: str = "sdpa"):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    kwargs: dict = {"dtype": precision.weights, "trust_remote_code": spec.model.trust_remote_code}
+    kwargs: dict = {"dtype": precision.weights, "trust_remote_code": spec.model.trust_remote_code,
+                    "attn_implementation": attention}
     if quantize:
         try:
             import bitsandbytes  # noqa: F401
@@ -143,10 +144,11 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def build_model(spec: RunSpec, path: Path, precision: Precision, gradient_checkpointing: bool,
-                vocab_size: int | None = None):
-    """The model ready to train, and its (trainable, total) parameter counts."""
+                vocab_size: int | None = None, attention: str = "sdpa"):
+    """The model ready to train, and its (trainable, total) parameter counts. attention: the
+    attn_implementation wizard.engine.attention chose."""
     quantize = spec.method == "qlora"
-    model = load_base(path, spec, precision, quantize)
+    model = load_base(path, spec, precision, quantize, attention)
     if vocab_size and vocab_size > model.get_input_embeddings().weight.shape[0]:
         # The fallback chat template added an end-of-turn token this tokenizer lacked.
         model.resize_token_embeddings(vocab_size)

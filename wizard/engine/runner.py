@@ -29,8 +29,10 @@ from wizard.errors import SpecError
 from wizard.monitor.reporting import Reporter, RunInfo
 from wizard.spec import RunSpec, yaml_writer
 
-# task -> the module that trains it. Each has check_environment() (run before anything loads) and
-# build_trainer(spec, model, tokenizer, train_examples, eval_examples, args, callbacks, events). Imported when a
+# task -> the module that trains it. Each has check_environment() (run before anything loads),
+# prepare_data(spec, tokenizer, train_examples, eval_examples, events) -> (train, eval, training tokens or None)
+# (run before the model loads) and build_trainer(spec, model, tokenizer, train, eval, args, callbacks, events,
+# plan, attention). Imported when a
 # run of that task starts: torch and TRL are slow to import, and a spec typo should not wait for them.
 TASKS = {"sft": "wizard.engine.sft", "dpo": "wizard.engine.dpo"}
 
@@ -107,6 +109,10 @@ class Loaded:
     precision: Any
     checkpointing: bool
     info: RunInfo
+    train: Any          # the task's prepared data (prepare_data)
+    eval: Any
+    plan: Any           # the resolved batching (wizard.estimate.batching.Plan)
+    attention: str      # the attn_implementation the model runs with
 
 
 def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = None,
@@ -151,34 +157,74 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     from transformers import set_seed
 
     from wizard.data.render import ensure_chat_template
+    from wizard.engine import attention as attn
     from wizard.engine import loader
-    from wizard.engine.training_args import choose_gradient_checkpointing
+    from wizard.engine.training_args import batching_plan, choose_gradient_checkpointing
     from wizard.model_source import load_tokenizer, resolve
 
     set_seed(spec.train.seed)
+    previous = rf.read_json(p.run_dir / rf.RUN_INFO) if p.checkpoint else None
     info = RunInfo(run_dir=str(p.run_dir), name=spec.name, model=spec.model.id, task=spec.task, method=spec.method,
                    total_steps=0, device=loader.device_label())
     for w in p.warnings:
         run.event(w, "warning")
-    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, {
+    about = {
         "versions": library_versions(), "seed": spec.train.seed, "python": platform.python_version(),
         "host": platform.node(), "device": info.device, "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "resumed_from": str(p.checkpoint) if p.checkpoint else None,
         "data": {"train_rows": len(p.train), "eval_rows": len(p.eval)},
-    })
+    }
+    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
     run.event(f"loading {spec.model.id} ...")
     model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
     tokenizer = load_tokenizer(model_path, spec.model.trust_remote_code)
     warning = ensure_chat_template(tokenizer)
     if warning:
         run.event(warning, "warning")
+    cap = cap_gpu_memory()
+    if cap:
+        run.event(cap)
+    # Tokenized before the model loads: a data problem costs seconds, and the batching plan needs the token count.
+    train_data, eval_data, tokens = p.task.prepare_data(spec, tokenizer, p.train, p.eval, run.event)
+    saved = (previous or {}).get("batching")
+    if previous is not None and saved is None and isinstance(spec.train.grad_accum, int):
+        # A run started before batching by tokens existed padded rows: it resumes as it started.
+        saved = {"batching": "rows", "batch_tokens": None, "grad_accum": spec.train.grad_accum, "why": "rows"}
+    plan = batching_plan(spec, model_path, tokens, saved=saved)
     precision = loader.choose_precision(spec.train.precision, spec.method)
-    ckpt_on, why = choose_gradient_checkpointing(spec, model_path)
+    ckpt_on, why = choose_gradient_checkpointing(spec, model_path, plan)
+    try:
+        attention, attention_why = attn.choose(spec.train.attention, plan.batching, precision.name)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    mean_row = tokens / max(len(p.train), 1) if tokens else None
+    run.event(f"batching {plan.batching}: {plan.describe(mean_row)} ({plan.why}); attention {attention} "
+              f"({attention_why})")
     run.event(f"precision {precision.name}; gradient checkpointing {'on' if ckpt_on else 'off'} ({why})")
-    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer))
+    about["data"]["train_tokens"] = tokens
+    about["batching"] = {"batching": plan.batching, "batch_tokens": plan.batch_tokens, "grad_accum": plan.grad_accum,
+                         "checkpointing": plan.checkpointing, "why": plan.why}
+    about["attention"] = attention
+    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
+    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer), attention)
     info.trainable_params, info.total_params = trainable, total
     run.event(f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
-    return Loaded(tokenizer, model, precision, ckpt_on, info)
+    return Loaded(tokenizer, model, precision, ckpt_on, info, train_data, eval_data, plan, attention)
+
+
+def cap_gpu_memory() -> str | None:
+    """Hold torch's allocator to --gpu-memory (hardware.GPU_MEMORY_ENV), so the run really stays within what its
+    plan was fitted to; what was done, for the log."""
+    import torch
+
+    from wizard.hardware import gpu_memory_cap
+
+    cap = gpu_memory_cap()
+    if cap is None or not torch.cuda.is_available():
+        return None
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
+    return f"GPU memory: at most {min(cap, total):.1f} of {total:.1f} GiB (--gpu-memory)"
 
 
 def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle):
@@ -187,9 +233,10 @@ def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle):
     from wizard.engine.callbacks import RunFolderCallback
     from wizard.engine.training_args import build_args
 
-    args = build_args(spec, p.run_dir, loaded.precision, loaded.checkpointing, has_eval=bool(p.eval))
-    trainer = p.task.build_trainer(spec, loaded.model, loaded.tokenizer, p.train, p.eval, args,
-                                   [RunFolderCallback(run, loaded.info)], run.event)
+    args = build_args(spec, p.run_dir, loaded.precision, loaded.checkpointing, has_eval=bool(p.eval),
+                      plan=loaded.plan)
+    trainer = p.task.build_trainer(spec, loaded.model, loaded.tokenizer, loaded.train, loaded.eval, args,
+                                   [RunFolderCallback(run, loaded.info)], run.event, loaded.plan, loaded.attention)
     # The reporter shows progress; the Trainer's own printer would print every log dict a second time.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -1,5 +1,6 @@
 """The memory and throughput model: a model's shape (`shape.py`), the memory breakdown of a run, the verdict
 against a GPU and `recommend()` (`memory.py`). The engine, `estimate`, `validate` and the wizard all ask here."""
+from wizard.estimate.batching import Plan
 from wizard.estimate.memory import (
                                     AUTO_CKPT_HEADROOM,
                                     GIB,
@@ -9,11 +10,12 @@ from wizard.estimate.memory import (
                                     estimate,
                                     estimate_for_spec,
                                     method_table,
+                                    plan_for_spec,
                                     recommend,
                                     verdict,
 )
 from wizard.estimate.shape import Shape, shape_for_model, shape_from_config
 
-__all__ = ["AUTO_CKPT_HEADROOM", "GIB", "PART_LABELS", "Breakdown", "available_memory", "estimate",
-           "estimate_for_spec", "method_table", "recommend", "verdict", "Shape", "shape_for_model",
+__all__ = ["Plan", "AUTO_CKPT_HEADROOM", "GIB", "PART_LABELS", "Breakdown", "available_memory", "estimate",
+           "estimate_for_spec", "method_table", "plan_for_spec", "recommend", "verdict", "Shape", "shape_for_model",
            "shape_from_config"]

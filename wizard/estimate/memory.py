@@ -46,6 +46,10 @@ LOGITS_SLACK = 0.2
 CUBLAS_WORKSPACE_GB = 0.0625  # cuBLAS/cuBLASLt workspaces of the forward and the autograd threads (allocated)
 CPU_RUNTIME_GB = 0.8       # python + torch + transformers in RAM on a CPU run
 NF4_BYTES = {True: (4 + 0.127) / 8, False: (4 + 0.5) / 8}  # 4-bit + absmax per 64 (double quant: 8-bit absmax)
+# SFT's loss runs the output head and cross-entropy this many tokens at a time (wizard/engine/chunked_loss.py),
+# for these families (decoder -> lm_head -> cross-entropy; MoE router losses and scaled logits excluded).
+LOSS_CHUNK_TOKENS = 512
+CHUNKED_LOSS_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "paged_adamw_32bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2,
           "sgd": 0, "adafactor": 0}
 
@@ -94,8 +98,11 @@ def _lora_targets(shape: Shape, target_modules) -> tuple[list[tuple[str, int, in
 def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf16", lora_r: int = 8,
              target_modules: Sequence[str] | str | None = None, max_length: int = 2048, batch_size: int = 1,
              grad_ckpt: bool = True, optimizer: str = "adamw_torch", *, lora_dropout: float = 0.05,
-             quant_bits: int = 4, double_quant: bool = True, device: str = "cuda", task: str = "sft") -> Breakdown:
-    """Peak device memory of one training step, broken down."""
+             quant_bits: int = 4, double_quant: bool = True, device: str = "cuda", task: str = "sft",
+             packed: bool = False, chunked_loss: bool | None = None) -> Breakdown:
+    """Peak device memory of one training step, broken down. packed: max_length is a forward pass of whole rows
+    concatenated (batching tokens): on a GPU the varlen kernel needs no mask; on a CPU sdpa gets a dense
+    block-diagonal one. chunked_loss: the loss takes LOSS_CHUNK_TOKENS of logits at a time."""
     s = as_shape(shape)
     if method not in fields.choices("method"):
         raise ValueError(f"method must be one of {', '.join(fields.choices('method'))}, not {method!r}")
@@ -153,7 +160,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
     norm_b = s.norms * (4 * h + (a * h if method == "full" else 0))
     qk_b = 4 * (qd + kvd) if s.qk_norm else 0
     # One sequence has no padding, hence no mask: SDPA runs causal, GQA without copies (head_dim <= 256).
-    gqa_native = seqs == 1 and hd <= 256
+    gqa_native = seqs == 1 and hd <= 256 and not (packed and device == "cpu")
     attn_b = a * (2 * qd + 2 * kvd if gqa_native else 4 * qd) + 4 * s.heads
     mlp_b = 3 * a * inter
     # CUDA's fused dropout keeps a 1-byte mask; the CPU kernel keeps a float32 noise tensor instead.
@@ -180,7 +187,12 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
     else:
         saved = s.layers * (layer_b * tokens + mask_layer) + final_norm
         layer_phase = bwd_temp
-    logits_phase = tokens * s.vocab * (12 + (a if s.softcap else 0))
+    # The logits live one chunk at a time when SFT computes its loss in chunks (chunked_loss None: as the engine
+    # does, for SFT on the families it supports).
+    if chunked_loss is None:
+        chunked_loss = task == "sft" and s.model_type in CHUNKED_LOSS_FAMILIES
+    loss_tokens = min(tokens, LOSS_CHUNK_TOKENS) if chunked_loss else tokens
+    logits_phase = loss_tokens * s.vocab * (12 + (a if s.softcap else 0))
 
     if logits_phase >= max(layer_phase, opt_temp):
         peak, acts, logits, temp = "loss backward (logits)", saved, logits_phase, 0
@@ -211,7 +223,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
                   target_modules=target_modules if isinstance(target_modules, str) or target_modules is None
                   else list(target_modules),
                   max_length=max_length, batch_size=batch_size, grad_ckpt=bool(grad_ckpt), optimizer=optimizer,
-                  lora_dropout=lora_dropout, device=device, task=task)
+                  lora_dropout=lora_dropout, device=device, task=task, packed=packed)
     return Breakdown(parts=parts, total_gb=sum(parts.values()), allocated_gb=allocated / GIB, peak=peak,
                      params=n_params, trainable=trainable, inputs=inputs, notes=notes, shape=s)
 
@@ -247,6 +259,19 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
         double_quant=spec.quant.double_quant, device=device, task=spec.task)
     kw.update(overrides)
     reason = ""
+    if spec.task == "sft" and spec.train.batching == "tokens" and "max_length" not in overrides:
+        p = plan_for_spec(spec, hardware, s, device=device, precision=precision)
+        kw.update(max_length=p.batch_tokens, batch_size=1, packed=True)
+        if "grad_ckpt" not in overrides and p.checkpointing is not None:
+            kw["grad_ckpt"], reason = p.checkpointing, f"auto: {p.why}"
+        b = estimate(s, **kw)
+        if "grad_ckpt" not in overrides and p.checkpointing is None:
+            mode = spec.train.gradient_checkpointing
+            kw["grad_ckpt"], reason = (mode == "on", "set in the spec") if mode != "auto" else _auto_ckpt(s, kw, hardware)
+            b = estimate(s, **kw)
+        b.inputs.update(grad_ckpt_reason=reason, batch_tokens=p.batch_tokens, grad_accum=p.grad_accum,
+                        batching_why=p.why)
+        return b
     if "grad_ckpt" not in overrides:
         mode = spec.train.gradient_checkpointing
         kw["grad_ckpt"], reason = (mode == "on", "set in the spec") if mode != "auto" else _auto_ckpt(s, kw, hardware)
@@ -254,6 +279,41 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     if reason:
         b.inputs["grad_ckpt_reason"] = reason
     return b
+
+
+def plan_for_spec(spec, hardware, shape: Shape | Mapping | None, *, device: str | None = None,
+                  precision: str | None = None, dataset_tokens: int | None = None):
+    """The spec's batching with its `auto`s resolved for this machine (wizard.estimate.batching.plan)."""
+    gpu = _first_gpu(hardware)
+    device = device or ("cuda" if (gpu is not None or hardware is None) else "cpu")
+    precision = precision or pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
+    kw = dict(method=spec.method, precision=precision, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
+              optimizer=spec.train.optimizer, lora_dropout=spec.lora.dropout, quant_bits=spec.quant.bits,
+              double_quant=spec.quant.double_quant, device=device, task=spec.task)
+    t = spec.train
+    return plan_batching(shape, hardware, kw, batching=t.batching if spec.task == "sft" else "rows",
+                         batch_tokens=t.batch_tokens, grad_accum=t.grad_accum, max_length=spec.data.max_length,
+                         ckpt_mode=t.gradient_checkpointing, dataset_tokens=dataset_tokens, batch_size=t.batch_size)
+
+
+def plan_batching(shape: Shape | Mapping | None, hardware, est: dict, *, batching: str, batch_tokens="auto",
+                  grad_accum="auto", max_length: int, ckpt_mode: str = "auto", dataset_tokens: int | None = None,
+                  headroom: float | None = None, batch_size: int = 1):
+    """wizard.estimate.batching.plan with this model's memory estimate (est: estimate()'s settings) on this
+    machine: on a GPU the budget is the fastest that fits in `headroom` of its free memory."""
+    from wizard.estimate.batching import plan
+
+    avail, _ = available_memory(hardware) if hardware is not None else (None, "")
+    fits = None
+    if est.get("device", "cuda") == "cuda" and shape is not None and avail:
+        s = as_shape(shape)
+        room = avail * (headroom or AUTO_CKPT_HEADROOM)
+
+        def fits(tokens: int, ckpt: bool) -> tuple[bool, float]:
+            gb = estimate(s, **{**est, "max_length": tokens, "grad_ckpt": ckpt, "batch_size": 1, "packed": True}).total_gb
+            return gb <= room, gb
+    return plan(batching, batch_tokens, grad_accum, max_length=max_length, fits=fits, ckpt_mode=ckpt_mode,
+                dataset_tokens=dataset_tokens, batch_size=batch_size)
 
 
 # The `auto` checkpointing rule, used by the engine (wizard/engine/training_args.py): off when the estimate without checkpointing
@@ -303,7 +363,7 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
     over = b.total_gb - available_gb
     advice.append(f"needs about {over:.1f} GiB more than the {available_gb:.1f} GiB available")
     shape_free = {k: v for k, v in inp.items() if k in ("precision", "lora_r", "target_modules", "optimizer",
-                                                          "lora_dropout", "device", "task")}
+                                                          "lora_dropout", "device", "task", "packed")}
     base = dict(method=inp["method"], max_length=inp["max_length"], batch_size=inp["batch_size"],
                 grad_ckpt=inp["grad_ckpt"], **shape_free)
 
@@ -324,7 +384,9 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
                         {"batch_size": 1}))
     if inp["max_length"] > 256:
         half = max(256, inp["max_length"] // 2)
-        changes.append((f"data.max_length: {half} (longer rows are truncated or dropped)", {"max_length": half}))
+        changes.append((f"train.batch_tokens: {half} (fewer tokens per forward pass; not below data.max_length)"
+                        if inp.get("packed") else f"data.max_length: {half} (longer rows are truncated or dropped)",
+                        {"max_length": half}))
     if inp["optimizer"] in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit") and inp["method"] == "full":
         changes.append(("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
                         {"optimizer": "paged_adamw_8bit"}))
@@ -411,7 +473,18 @@ def recommend(shape: Shape | Mapping | None, hardware=None, task: str = "sft", *
             if total(method, L, False, cand) <= 0.6 * budget:
                 bs = cand
     lr = (1e-5 if method == "full" else 2e-4) if task == "sft" else 5e-5
-    return {"method": method, "max_length": L, "batch_size": bs, "grad_accum": max(1, round(total_batch / bs)),
-            "gradient_checkpointing": ckpt, "lr": lr, "precision": precision,
-            "estimate_gb": round(total(method, L, ckpt, bs), 2) if s is not None else None,
-            "available_gb": round(avail, 2) if avail else None, "reason": reason}
+    out = {"method": method, "max_length": L, "batching": "rows", "batch_tokens": None, "batch_size": bs,
+           "grad_accum": max(1, round(total_batch / bs)), "gradient_checkpointing": ckpt, "lr": lr,
+           "precision": precision, "estimate_gb": round(total(method, L, ckpt, bs), 2) if s is not None else None,
+           "available_gb": round(avail, 2) if avail else None, "reason": reason}
+    if task == "sft":
+        # Batching by tokens: the budget and checkpointing are chosen together, as the engine will at the start.
+        est = dict(method=method, precision=precision, device=device, task=task)
+        p = plan_batching(s, hardware if device == "cuda" else None, est, batching="tokens", max_length=L)
+        out.update(batching="tokens", batch_tokens=p.batch_tokens, batch_size=1, grad_accum=p.grad_accum)
+        if p.checkpointing is not None:
+            out["gradient_checkpointing"] = p.checkpointing
+            out["estimate_gb"] = round(estimate(s, method=method, max_length=p.batch_tokens, grad_ckpt=p.checkpointing,
+                                                packed=True, **base).total_gb, 2)
+            out["reason"] += f"; {p.why}"
+    return out

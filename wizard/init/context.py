@@ -25,6 +25,7 @@ class Preview:
     rows: int
     first: list  # [(role, text), ...] rendered as a chat
     notes: list = field(default_factory=list)
+    mean_chars: float | None = None  # characters of text per row (the first 1,000 rows)
 
 
 @dataclass
@@ -198,10 +199,17 @@ class Context:
             if demo:
                 return demo
         rec = self.recommend(model_id, task, method)
-        return {"data.max_length": rec["max_length"], "train.batch_size": rec["batch_size"],
-                "train.grad_accum": rec["grad_accum"], "train.lr": rec["lr"],
-                "train.gradient_checkpointing": "on" if rec["gradient_checkpointing"] else "off",
-                "reason": rec["reason"]}
+        out = {"data.max_length": rec["max_length"], "train.lr": rec["lr"], "reason": rec["reason"]}
+        if rec["batching"] == "tokens":
+            # The run fits the budget, accumulation and checkpointing to its GPU and data when it starts;
+            # the wizard shows what that comes to here (recommend's batch_tokens and grad_accum).
+            out.update({"train.batching": "tokens", "train.batch_tokens": "auto", "train.grad_accum": "auto",
+                        "train.gradient_checkpointing": "auto"})
+        else:
+            out.update({"train.batching": "rows", "train.batch_size": rec["batch_size"],
+                        "train.grad_accum": rec["grad_accum"],
+                        "train.gradient_checkpointing": "on" if rec["gradient_checkpointing"] else "off"})
+        return out
 
     # ------------------------------------------------------------------ data
     def preview(self, path: str, task: str) -> Preview:
@@ -252,7 +260,9 @@ def _preview(path: str, task: str) -> Preview:
     train, evals, report = load_examples(DataSpec(train=[str(path)]), task, 42)
     fmt = ", ".join(s.format for s in report.sources) or "?"
     first = _as_chat(train[0]) if train else []
-    return Preview(format=fmt, rows=len(train) + len(evals), first=first, notes=list(report.warnings)[:3])
+    sizes = [sum(len(text) for _, text in _as_chat(ex)) for ex in train[:1000]]
+    return Preview(format=fmt, rows=len(train) + len(evals), first=first, notes=list(report.warnings)[:3],
+                   mean_chars=sum(sizes) / len(sizes) if sizes else None)
 
 
 def _as_chat(example: Any) -> list:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wizard.errors import UserError
+from wizard.estimate.batching import ROWS_PER_UPDATE, UPDATE_TOKENS
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 from wizard.init.context import Context
@@ -259,12 +260,38 @@ class Flow:
         steps = f", at most {r['max_steps']} steps" if int(r["max_steps"]) > 0 else ""
         t.add_row("Epochs", fmt(r["epochs"]) + steps)
         t.add_row("Max length", f"{fmt(r['max_length'])} tokens")
-        total = int(r["batch_size"]) * int(r["grad_accum"])
-        t.add_row("Batch", f"{r['batch_size']} × grad accum {r['grad_accum']} = {total} rows per update")
+        t.add_row("Batch", self.batch_line(a, r))
         t.add_row("Optimizer", f"{r['optimizer']}; gradient checkpointing {r['gradient_checkpointing']}")
         why = Text(f"Why: {Qs.rec(a, self.ctx).get('reason', '')}", style="dim")
         self.console.print(Panel(Group(t, why), title=f"Recommended for {task} · {method}", title_align="left",
                                  border_style="green", expand=False))
+
+    def batch_line(self, a: dict, r: dict) -> str:
+        """What a forward pass and an update hold, with `auto` resolved as the run will on this machine."""
+        if not Qs.batches_tokens(r, self.ctx):
+            accum = r["grad_accum"] if r["grad_accum"] != "auto" else max(1, round(ROWS_PER_UPDATE / int(r["batch_size"])))
+            return (f"{r['batch_size']} rows per pass (padded) × grad accum {accum} = "
+                    f"{int(r['batch_size']) * int(accum)} rows per update")
+        task, method = Qs.task_method(a)
+        fitted = self.ctx.recommend(Qs.model_id(a, self.ctx), task, method)
+        tokens = fitted["batch_tokens"] if r["batch_tokens"] == "auto" else int(r["batch_tokens"])
+        accum = (max(1, round(UPDATE_TOKENS / tokens)) if r["batch_tokens"] != "auto" else fitted["grad_accum"]) \
+            if r["grad_accum"] == "auto" else int(r["grad_accum"])
+        line = f"by tokens: ~{tokens:,} tokens per pass{' (auto)' if r['batch_tokens'] == 'auto' else ''}"
+        mean_tokens = self.mean_row_tokens(a)
+        if mean_tokens:
+            line += f", ~{tokens / mean_tokens:.0f} rows of this dataset"
+        return line + f"; {accum} per update (~{tokens * accum:,} tokens); whole rows, no padding"
+
+    def mean_row_tokens(self, a: dict) -> float | None:
+        """Tokens per row of the chosen local dataset, at ~4 characters a token (the tokenizer is not loaded)."""
+        if a.get("dataset") != "local" or not a.get("dataset_path"):
+            return None
+        try:
+            chars = self.ctx.preview(str(Path(a["dataset_path"]).expanduser()), Qs.task_method(a)[0]).mean_chars
+        except Exception:  # noqa: BLE001 - no preview, no row count: the token figures stand alone
+            return None
+        return chars / 4 + 20 if chars else None  # + the chat template's own tokens
 
     def dataset_panel(self, a: dict) -> None:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 
 from wizard import hubs
 from wizard.catalog import lookup
+from wizard.estimate.batching import ROWS_PER_UPDATE
 from wizard.init.context import Context
 from wizard.spec import fields, task_method_problem
 
@@ -234,13 +235,43 @@ def check_targets(v: Any, a: dict, ctx: Context) -> str | None:
     return None
 
 
-def _grad_accum_default(a: dict, ctx: Context) -> int:
+def batches_tokens(a: dict, ctx: Context) -> bool:
+    """Whether the run will batch by tokens: SFT with batching tokens (answered, else recommended)."""
+    if task_method(a)[0] != "sft":
+        return False
+    return (a.get("batching") or rec(a, ctx).get("train.batching", fields.default("train.batching"))) == "tokens"
+
+
+def auto_or_whole(v: Any) -> Any:
+    """`auto` or a whole number, as a field that takes either holds it; anything else is left for the check."""
+    s = str(v).strip().lower()
+    return "auto" if s == "auto" else int(s) if s.isdigit() else s
+
+
+def _check_auto_or_whole(v: Any, a: dict, ctx: Context) -> str | None:
+    return None if isinstance(auto_or_whole(v), int) or auto_or_whole(v) == "auto" else "auto or a whole number"
+
+
+def _check_batch_tokens(v: Any, a: dict, ctx: Context) -> str | None:
+    err = _check_auto_or_whole(v, a, ctx)
+    tokens = auto_or_whole(v)
+    length = int(a.get("max_length") or rec(a, ctx).get("data.max_length", fields.default("data.max_length")))
+    if err is None and isinstance(tokens, int) and tokens < length:
+        return f"at least the max length ({length}): a full row must fit in a forward pass"
+    return err
+
+
+def _grad_accum_default(a: dict, ctx: Context) -> Any:
     r = rec(a, ctx)
+    if batches_tokens(a, ctx):  # the recommendation, else auto: the run fits the update to the budget it picks
+        return r.get("train.grad_accum", "auto") if r.get("train.batching") == "tokens" else "auto"
     rec_batch = int(r.get("train.batch_size", fields.default("train.batch_size")))
-    rec_accum = int(r.get("train.grad_accum", fields.default("train.grad_accum")))
+    rec_accum = r.get("train.grad_accum", fields.default("train.grad_accum"))
     batch = int(a.get("batch_size") or rec_batch)
+    if rec_accum == "auto":  # rows chosen where tokens were recommended: the usual total batch, as a number
+        return max(1, round(ROWS_PER_UPDATE / batch))
     # A changed batch size keeps the recommended total batch; otherwise the recommendation stands.
-    return rec_accum if batch == rec_batch else max(1, round(rec_batch * rec_accum / batch))
+    return int(rec_accum) if batch == rec_batch else max(1, round(rec_batch * int(rec_accum) / batch))
 
 
 def _name_default(a: dict, ctx: Context) -> str:
@@ -304,9 +335,16 @@ QUESTIONS: list[Question] = [
     Q("lr", "number", 6, "Learning rate", spec="train.lr", tuning=True),
     Q("epochs", "number", 6, "Epochs", spec="train.epochs", tuning=True),
     Q("max_length", "number", 6, "Max length (tokens)", spec="data.max_length", tuning=True),
-    Q("batch_size", "number", 6, "Batch size per step", spec="train.batch_size", tuning=True),
+    Q("batching", "select", 6, "Batching", spec="train.batching", tuning=True,
+      when=lambda a, c: task_method(a)[0] == "sft"),
+    Q("batch_tokens", "text", 6, "Tokens per forward pass (auto: the most that fits this GPU)",
+      spec="train.batch_tokens", validate=_check_batch_tokens, to_spec=auto_or_whole, tuning=True,
+      when=batches_tokens),
+    Q("batch_size", "number", 6, "Rows per forward pass", spec="train.batch_size", tuning=True,
+      when=lambda a, c: not batches_tokens(a, c)),
     # The default follows the batch size just answered, keeping the recommended total batch.
-    Q("grad_accum", "number", 6, "Gradient accumulation", spec="train.grad_accum", default=_grad_accum_default,
+    Q("grad_accum", "text", 6, "Gradient accumulation (forward passes per update; auto: fitted)",
+      spec="train.grad_accum", default=_grad_accum_default, validate=_check_auto_or_whole, to_spec=auto_or_whole,
       tuning=True),
     Q("advanced", "confirm", 6, "Change advanced settings?",
       help="Dropout, target modules, warmup, weight decay, scheduler, optimizer, saving, packing, eval split, seed.",

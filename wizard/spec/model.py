@@ -91,7 +91,8 @@ class DataSpec(_Strict):
                                                                           "or drop it")
     eval_split: float = Field(0.0, ge=0, lt=1, description="share of the training rows held out for eval loss "
                                                            "(0: none)")
-    packing: bool = Field(False, description="pack several short rows into one sequence: faster on short data")
+    packing: bool = Field(False, description="pack short rows into max_length sequences (best fit); with "
+                                             "batching tokens rows are already unpadded")
     system: str | None = Field(None, description="a system prompt added to rows that have none")
     assistant_only_loss: bool = Field(True, description="learn from the assistant's turns only (false: the "
                                                         "whole text)")
@@ -130,8 +131,18 @@ class DataSpec(_Strict):
 class TrainSpec(_Strict):
     epochs: float = Field(3, gt=0, description="passes over the dataset: 3 is usual, fewer for large datasets")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: run the epochs)")
-    batch_size: int = Field(1, ge=1, description="rows per forward pass; raise it only if memory allows")
-    grad_accum: int = Field(16, ge=1, description="passes per update; batch_size x grad_accum = total batch")
+    # SFT only (DPO batches pairs): tokens is the fast default on real data, whose rows are mostly short.
+    batching: Literal["tokens", "rows"] = Field(
+        "tokens", description="tokens: each forward pass takes whole rows, unpadded, up to batch_tokens | rows: "
+                              "batch_size rows padded to the longest (SFT; DPO always batches rows)")
+    batch_tokens: int | Literal["auto"] = Field(
+        "auto", description="tokens per forward pass with batching tokens; auto: the most that fits the GPU "
+                            "(tune-wizard estimate explains it)")
+    batch_size: int = Field(1, ge=1, description="rows per forward pass with batching rows (and DPO pairs); raise it "
+                                                 "only if memory allows")
+    grad_accum: int | Literal["auto"] = Field(
+        "auto", description="forward passes per update; auto: about 16 rows per update with batching rows, "
+                            "about 16,384 tokens with batching tokens")
     lr: float = Field(2e-4, gt=0, lt=1, description="peak learning rate: 2e-4 suits LoRA/QLoRA, full training "
                                                     "~10x less")
     scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts",
@@ -152,6 +163,16 @@ class TrainSpec(_Strict):
         "auto", description="recompute activations: less memory, ~30% slower; auto decides at start")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the GPU has it, else fp16; fp32 on CPU")
+    attention: Literal["auto", "varlen", "sdpa", "eager"] = Field(
+        "auto", description="attention kernel: auto takes varlen (no padding, no mask) on a GPU with batching "
+                            "tokens, else sdpa")
+
+    @field_validator("batch_tokens", "grad_accum")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be a positive number or 'auto'")
+        return v
 
     @field_validator("gradient_checkpointing", mode="before")
     @classmethod
@@ -207,6 +228,11 @@ class RunSpec(_Strict):
         problem = task_method_problem(self.task, self.method)
         if problem:
             raise ValueError(problem)
+        t = self.train
+        if t.batching == "tokens" and isinstance(t.batch_tokens, int) and t.batch_tokens < self.data.max_length:
+            raise ValueError(f"train.batch_tokens ({t.batch_tokens}) is below data.max_length "
+                             f"({self.data.max_length}): a full-length row would not fit in a forward pass; raise "
+                             "train.batch_tokens or lower data.max_length")
         return self
 
     def to_dict(self) -> dict:
