@@ -129,3 +129,17 @@ def test_precision_rule():
     import torch
 
     assert [torch_dtype(p) for p in PRECISIONS] == [torch.bfloat16, torch.float16, torch.float32]
+
+
+def test_gpu_memory_cap_reads_the_run_flags_variable(monkeypatch):
+    from wizard.hardware import GPU_MEMORY_ENV, gib_argument, gpu_memory_cap
+
+    monkeypatch.setenv(GPU_MEMORY_ENV, "24")
+    assert gpu_memory_cap() == 24.0
+    monkeypatch.setenv(GPU_MEMORY_ENV, "lots")
+    assert gpu_memory_cap() is None
+    monkeypatch.delenv(GPU_MEMORY_ENV)
+    assert gpu_memory_cap() is None
+    assert gib_argument("7.5") == 7.5
+    with pytest.raises(Exception, match="more than 0 GiB"):
+        gib_argument("0")

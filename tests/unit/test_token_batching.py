@@ -146,3 +146,23 @@ def test_an_updates_loss_and_gradient_do_not_depend_on_how_its_rows_were_batched
         assert other.grads.keys() == by_row.grads.keys()
         for name, g in by_row.grads.items():
             torch.testing.assert_close(other.grads[name], g, rtol=1e-4, atol=1e-4 * float(g.abs().max()))
+
+
+def test_varlen_is_not_chosen_where_it_would_change_the_attention():
+    from wizard.engine import attention
+
+    gemma2 = {"model_type": "gemma2", "attn_logit_softcapping": 50.0, "sliding_window": 4096}
+    assert attention.unsupported(gemma2, 2048) == "the model soft-caps its attention scores"
+    mistral = {"model_type": "mistral", "sliding_window": 4096}
+    assert attention.unsupported(mistral, 2048) is None      # no row is longer than the window
+    assert "sliding window (4096 tokens)" in attention.unsupported(mistral, 8192)
+    qwen2 = {"model_type": "qwen2", "sliding_window": 4096, "use_sliding_window": False}
+    assert attention.unsupported(qwen2, 8192) is None
+    # On any machine: a model it would be wrong for gets sdpa, saying why; asking for varlen anyway is refused
+    # (here for the missing GPU or for the model, whichever is checked first).
+    name, why = attention.choose("auto", "tokens", "bf16", gemma2, 2048)
+    assert name == "sdpa" and "soft-caps" in why
+    with pytest.raises(ValueError, match="train.attention: varlen"):
+        attention.choose("varlen", "tokens", "bf16", gemma2, 2048)
+    with pytest.raises(ValueError, match="needs train.batching: tokens"):
+        attention.choose("varlen", "rows", "bf16", {}, 2048)

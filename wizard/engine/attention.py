@@ -28,11 +28,24 @@ def varlen_available() -> bool:
     return torch.cuda.is_available()
 
 
-def choose(requested: str, batching: str, precision: str) -> tuple[str, str]:
-    """(transformers attn_implementation, why) for this run on this machine."""
+def unsupported(config: dict, max_length: int) -> str | None:
+    """What in a model's config.json the varlen kernel here does not do, or None. It has no soft-capping of the
+    attention scores (Gemma 2) and no sliding window; a window no shorter than the longest row never applies."""
+    if config.get("attn_logit_softcapping"):
+        return "the model soft-caps its attention scores"
+    window = config.get("sliding_window")
+    if window and config.get("use_sliding_window", True) and int(window) < max_length:
+        return f"the model's sliding window ({window} tokens) is shorter than data.max_length ({max_length})"
+    return None
+
+
+def choose(requested: str, batching: str, precision: str, config: dict | None = None,
+           max_length: int = 0) -> tuple[str, str]:
+    """(transformers attn_implementation, why) for this run on this machine; config: the model's config.json."""
     if requested in ("sdpa", "eager"):
         return requested, "set in the spec"
     one_sequence = batching == "tokens"
+    problem = unsupported(config or {}, max_length)
     if requested == "varlen":
         if not one_sequence:
             raise ValueError("train.attention: varlen needs train.batching: tokens (one unpadded sequence per "
@@ -40,11 +53,15 @@ def choose(requested: str, batching: str, precision: str) -> tuple[str, str]:
         if not varlen_available():
             raise ValueError("train.attention: varlen needs a CUDA GPU and torch >= 2.10 "
                              "(torch.nn.attention.varlen); use auto or sdpa")
+        if problem:
+            raise ValueError(f"train.attention: varlen would be wrong here: {problem}; use auto or sdpa")
         register()
         return VARLEN, "set in the spec"
-    if one_sequence and precision in ("bf16", "fp16") and varlen_available():
+    if one_sequence and precision in ("bf16", "fp16") and varlen_available() and not problem:
         register()
         return VARLEN, "auto: rows end to end, torch's varlen flash attention (no mask)"
+    if problem and one_sequence:
+        return "sdpa", f"auto: sdpa with the row boundaries from position_ids ({problem})"
     why = "auto: rows padded, sdpa with the padding mask" if not one_sequence else (
         "auto: sdpa with the row boundaries from position_ids (no varlen kernel on this machine)")
     return "sdpa", why

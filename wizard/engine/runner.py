@@ -194,7 +194,10 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     precision = loader.choose_precision(spec.train.precision, spec.method)
     ckpt_on, why = choose_gradient_checkpointing(spec, model_path, plan)
     try:
-        attention, attention_why = attn.choose(spec.train.attention, plan.batching, precision.name)
+        config_file = Path(model_path) / "config.json"  # (model_path may be a .gguf file: no config then)
+        config = (rf.read_json(config_file) if config_file.is_file() else None) or {}
+        attention, attention_why = attn.choose(spec.train.attention, plan.batching, precision.name,
+                                               config.get("text_config", config), spec.data.max_length)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     mean_row = tokens / max(len(p.train), 1) if tokens else None
