@@ -267,7 +267,8 @@ def finalize(spec: RunSpec, p: Prepared, loaded: Loaded, trainer, run: RunLifecy
     losses = [r["loss"] for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("loss") is not None]
     first, last = (losses[0], losses[-1]) if losses else (None, None)
     elapsed = round(time.time() - run.state["started_at"], 1)
-    run.finish(adapter_dir=str(adapter), final_loss=last, first_loss=first, elapsed_s=elapsed,
+    # The step the run ended at (the state's step otherwise follows the log lines, every logging_steps).
+    run.finish(step=trainer.state.global_step, adapter_dir=str(adapter), final_loss=last, first_loss=first, elapsed_s=elapsed,
                peak_mem_gb=round(peak_memory_gb(), 3), loss_plot=str(plot) if plot else None,
                next_commands=[f"tune-wizard chat {p.run_dir}", f"tune-wizard export {p.run_dir} --merge",
                               f"tune-wizard serve {p.run_dir}"],
