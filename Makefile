@@ -25,10 +25,14 @@ demo: $(STAMP)
 	$(PY) -m wizard.teach_identity
 
 # Lint and the layer contracts first (seconds), then every test; the slowest 15 are listed at the end.
+# Two workers (pytest-xdist), a test file each at a time, in file order (the longest, the demo, first): most tests
+# wait on a process that spends its first seconds importing torch on one core, so two at once keep both cores
+# busy. TEST_WORKERS=0 runs them in series.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check wizard tests bench
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The in-process tier: no training run, no subprocess, pseudo-terminal or server (a minute or two).
 test-fast: $(STAMP)

@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _print_problems(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a run stopped by a signal (130 SIGINT, 143 SIGTERM)
+        print(f"\n{exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one readable line, exit 1
         if debug:
             raise

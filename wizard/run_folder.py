@@ -8,8 +8,11 @@
     gpu.jsonl        NVML samples, about one a second (the run's one sampler writes them)
     train.log        human-readable log
     checkpoints/checkpoint-N/   resumable; `.complete` is written last, so a half-written one is skipped
-    adapter/         the final PEFT adapter (the whole model for method: full)
+    adapter/         the final PEFT adapter (the whole model for method: full); written as adapter.partial/,
+                     then renamed, so a reader never finds half of one
     loss.png         written when training ends
+    .lock            held by the one process that writes the folder (an OS file lock: it dies with the
+                     process, so kill -9 leaves no stale lock)
 """
 from __future__ import annotations
 
@@ -28,8 +31,12 @@ GPU = "gpu.jsonl"
 LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
+ADAPTER_PARTIAL = "adapter.partial"  # the final adapter while it is written; renamed to ADAPTER when complete
 LOSS_PLOT = "loss.png"
 COMPLETE = ".complete"
+LOCK = ".lock"
+# state.json statuses of a run that has not ended (a reader checks the lock to see whether it still lives)
+LIVE = ("starting", "running")
 
 _STAMP = re.compile(r"-(\d{8}-\d{6})$")
 
@@ -69,10 +76,88 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(out)]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """PATH holds TEXT or its old content, never half of either (a full disk fails the write, not the file)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def _file_lock(run_dir: Path, timeout: float):
+    from filelock import FileLock
+
+    # No soft-lock fallback: a lock file that outlives a killed process would refuse every --resume.
+    return FileLock(Path(run_dir) / LOCK, timeout=timeout, fallback_to_soft=False, preserve_lock_file=True)
+
+
+def take_lock(run_dir: Path):
+    """The run folder's writer lock, held until .release() or the process ends; None when another process holds
+    it. Waits a moment first: a reader (`writer_alive`) may be checking it."""
+    from filelock import Timeout
+
+    lock = _file_lock(run_dir, timeout=3)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
+def writer_alive(run_dir: Path) -> bool:
+    """Whether a process holds RUN_DIR's lock now: a run that still writes it. A folder from before locks
+    existed falls back to its state's pid."""
+    from filelock import Timeout
+
+    run_dir = Path(run_dir)
+    if not (run_dir / LOCK).is_file():
+        pid = (read_json(run_dir / STATE) or {}).get("pid")
+        return isinstance(pid, int) and _pid_alive(pid)
+    lock = _file_lock(run_dir, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:  # a lock that cannot be taken at all (read-only folder): trust the pid
+        pid = (read_json(run_dir / STATE) or {}).get("pid")
+        return isinstance(pid, int) and _pid_alive(pid)
+    lock.release()
+    return False
+
+
+def read_state(run_dir: Path) -> dict | None:
+    """state.json as a reader should believe it: a run that says starting/running but whose process is gone
+    (kill -9, the machine's OOM killer, a power cut: nothing could write its end) reads as `stopped`."""
+    run_dir = Path(run_dir)
+    state = read_json(run_dir / STATE)
+    if not state or state.get("status") not in LIVE or writer_alive(run_dir):
+        return state
+    again = read_json(run_dir / STATE) or state  # it may have ended between the two reads
+    if again.get("status") not in LIVE:
+        return again
+    pid = again.get("pid")
+    return {**again, "status": "stopped",
+            "message": f"stopped (process gone): {f'pid {pid}' if pid else 'its process'} ended without recording "
+                       "how (kill -9, out of host memory, or the machine went down); see train.log; --resume "
+                       "continues from the newest complete checkpoint"}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def read_json(path: Path) -> dict | None:

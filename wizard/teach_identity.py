@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             console.print(f"fix: {exc.hint}")
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the run folder already says how it ended
+        console.print(f"{exc or 'interrupted'}")
+        return getattr(exc, "exit_code", 130)
     table = Table(title="before and after (questions marked * were never in the training data)", show_lines=True)
     table.add_column("question", max_width=28)
     table.add_column("before", max_width=44)

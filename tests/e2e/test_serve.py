@@ -52,6 +52,7 @@ def test_startup_line_shows_url_and_curl(server, model_id):
     text = log.read_text()
     assert f"serving {model_id} at http://127.0.0.1:{port}/v1" in text
     assert f"curl http://127.0.0.1:{port}/v1/chat/completions" in text
+    assert "warning" not in text and "Authorization" not in text  # this machine only, no key: nothing to say
 
 
 def test_binds_localhost_only(server):

@@ -251,6 +251,18 @@ def test_verdict_and_advice():
     assert ok and "tight" in tight[0]
 
 
+def test_the_one_change_that_fits_is_the_biggest_saving_that_is_enough():
+    from wizard.estimate import fitting_change
+
+    b = estimate(shape_for_model("qwen2.5-7b-instruct"), method="lora", max_length=2048, grad_ckpt=False, batch_size=2)
+    ckpt = estimate(b.shape, method="lora", max_length=2048, grad_ckpt=True, batch_size=2)
+    half = estimate(b.shape, method="lora", max_length=1024, grad_ckpt=False, batch_size=2)
+    assert ckpt.total_gb < half.total_gb  # checkpointing saves the most here
+    assert fitting_change(b, ckpt.total_gb + 0.01).startswith("train.gradient_checkpointing: on")
+    assert fitting_change(b, ckpt.total_gb - 0.01) is None  # no single change is enough
+    assert fitting_change(b, 1.0) is None
+
+
 def test_method_table_rows():
     rows = method_table(shape_for_model("llama-3.1-8b-instruct"), available_gb=24, max_length=1024, grad_ckpt=True)
     assert [r["method"] for r in rows] == ["full", "lora", "qlora"]

@@ -115,6 +115,34 @@ def test_out_of_memory_fails_with_the_fix(run_dir):
     assert "tune-wizard estimate" in state["message"]
 
 
+def test_out_of_memory_gives_the_specs_estimate_when_there_is_one(run_dir):
+    run, rec, started = lifecycle(run_dir)
+    run._oom_advice = lambda: "the estimate for this spec is 30.1 GiB of the GPU's 24.0 GiB; the change that fits: X"
+    with pytest.raises(torch.OutOfMemoryError), run:
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+    assert check_released(run, rec, started)["message"] == ("OutOfMemoryError: CUDA out of memory. — the estimate "
+                                                            "for this spec is 30.1 GiB of the GPU's 24.0 GiB; the "
+                                                            "change that fits: X")
+    run, rec, started = lifecycle(run_dir)
+    run._oom_advice = lambda: 1 / 0  # advice that fails must not hide the failure
+    with pytest.raises(torch.OutOfMemoryError), run:
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+    assert check_released(run, rec, started)["message"].endswith(OOM_HINT)
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device", "/runs/r/metrics.jsonl"),
+                                 RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                                              "message: \"No space left on device\" })")])
+def test_a_full_disk_fails_naming_what_it_wrote_and_the_fix(run_dir, exc):
+    run, rec, started = lifecycle(run_dir)
+    with pytest.raises(type(exc)), run:
+        run.writing = run_dir / "checkpoints" / "checkpoint-8"
+        raise exc
+    message = check_released(run, rec, started)["message"]
+    where = exc.filename if isinstance(exc, OSError) else run_dir / "checkpoints" / "checkpoint-8"
+    assert message.startswith(f"{type(exc).__name__}: No space left on device writing {where} — free space"), message
+
+
 @pytest.mark.parametrize("checkpointed", [False, True])
 def test_ctrl_c_is_interrupted_and_says_whether_resume_can_continue(run_dir, checkpointed):
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
@@ -133,7 +161,7 @@ def test_ctrl_c_is_interrupted_and_says_whether_resume_can_continue(run_dir, che
     state = check_released(run, rec, started)
     assert state["status"] == "interrupted" and state["step"] == 5
     if checkpointed:
-        assert state["message"] == "interrupted; continue with --resume"
+        assert state["message"] == "interrupted; --resume continues from checkpoint-4"
     else:
         assert "--resume needs one" in state["message"] and "start it again" in state["message"]
     assert "Traceback" not in (run_dir / rf.LOG).read_text()  # an interrupt is not an error

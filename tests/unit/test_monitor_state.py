@@ -22,6 +22,7 @@ def test_spec_gives_the_header_before_state_json_exists(tmp_path):
 
 def test_follower_reads_appended_rows_and_waits_for_half_written_lines(tmp_path):
     d = _folder(tmp_path)
+    writer = rf.take_lock(d)  # this test writes the run, as the engine would: it holds the folder's lock
     f = RunFolderFollower(d)
     rf.write_json_atomic(d / rf.STATE, {"status": "running", "name": "n", "model": "m", "task": "sft",
                                         "method": "lora", "step": 1, "total_steps": 10,
@@ -37,6 +38,24 @@ def test_follower_reads_appended_rows_and_waits_for_half_written_lines(tmp_path)
     assert st.steps == [1.0, 2.0] and st.losses == [2.0, 1.5] and st.evals == [(2.0, 1.7)]
     assert [r["step"] for r in f.new_rows] == [2, 2]
     assert f.poll().steps == [1.0, 2.0]  # nothing new: nothing added twice
+    writer.release()
+
+
+def test_a_live_status_whose_writer_is_gone_reads_as_stopped(tmp_path):
+    d = _folder(tmp_path)
+    writer = rf.take_lock(d)
+    rf.write_json_atomic(d / rf.STATE, {"status": "running", "step": 3, "pid": 999999999})
+    assert rf.writer_alive(d) and rf.read_state(d)["status"] == "running"
+    assert RunFolderFollower(d).poll().status == "running"
+    writer.release()  # what the OS does when the process dies, even of kill -9
+    state = rf.read_state(d)
+    assert state["status"] == "stopped" and state["step"] == 3
+    assert state["message"].startswith("stopped (process gone): pid 999999999 ended without recording how")
+    st = RunFolderFollower(d).poll()
+    assert st.status == "stopped" and st.done and "process gone" in st.message
+    # A run that ended on its own is read as it ended, lock or not.
+    rf.write_json_atomic(d / rf.STATE, {"status": "finished", "step": 3})
+    assert rf.read_state(d)["status"] == "finished"
 
 
 def test_truncated_metrics_are_read_again_from_the_start(tmp_path):

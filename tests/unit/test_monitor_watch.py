@@ -61,7 +61,11 @@ def test_watch_once_on_a_finished_run_prints_one_frame_with_the_summary(tmp_path
 def test_watch_once_on_a_running_run_without_gpu_samples(tmp_path):
     d = build_run(tmp_path / "r", status="running")
     (d / rf.GPU).unlink()
-    out = cli("watch", str(d), "--once", timeout=60)
+    writer = rf.take_lock(d)  # the run's writer is alive (this test)
+    try:
+        out = cli("watch", str(d), "--once", timeout=60)
+    finally:
+        writer.release()
     assert out.returncode == 0, out.stderr
     assert "running" in out.stdout and "ETA" in out.stdout and "run finished" not in out.stdout
     assert "CPU / RAM (this machine)" in out.stdout and "no GPU panel: no GPU samples in gpu.jsonl" in out.stdout

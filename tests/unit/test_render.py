@@ -239,3 +239,22 @@ def test_common_prefix_of_strings_and_token_ids():
     assert common_prefix("<|user|>hi<|end|>", "<|user|>hi<|assistant|>") == len("<|user|>hi<|")
     assert common_prefix([1, 2, 3, 9], [1, 2, 3]) == 3
     assert common_prefix([], [1]) == 0 and common_prefix("abc", "xbc") == 0
+
+
+def test_a_huge_message_is_cut_before_tokenizing_and_keeps_the_same_tokens(tok):
+    # Words of varied length, so the cut falls anywhere; the answer alone is ~30x max_length tokens.
+    words = " ".join(f"w{i % 97}x{'y' * (i % 13)}" for i in range(8_000))
+    row = {"messages": [{"role": "user", "content": "Tell me a long story."},
+                        {"role": "assistant", "content": words}], "where": "f.jsonl:1"}
+    kept, stats = tokenize_sft([row], tok, max_length=64, overflow="truncate")
+    assert stats.cut == 1 and stats.truncated == 1 and len(kept[0]["input_ids"]) == 64
+    # The same row with the answer already short of what the cut keeps: same tokens, the cut changed nothing.
+    full_ids = tok.apply_chat_template(row["messages"], tokenize=True, return_dict=True)["input_ids"]
+    assert kept[0]["input_ids"] == list(full_ids[:64])
+
+    # A prompt of 5 MB: bounded work, and truncating it leaves no answer: dropped, and the report says why.
+    huge = {"messages": [{"role": "user", "content": "x " * 2_500_000},
+                         {"role": "assistant", "content": "ok"}], "where": "f.jsonl:2"}
+    kept, stats = tokenize_sft([huge], tok, max_length=64, overflow="truncate")
+    assert kept == [] and stats.cut == 1 and stats.dropped == 1 and stats.emptied == 1
+    assert "1 dropped (1 because truncating left no answer to learn)" in stats.summary(64)

@@ -182,3 +182,39 @@ def test_token_budget_must_hold_a_full_row_and_auto_or_numbers_only():
     # batching rows does not read the budget
     rows = specmod.from_dict({**MINIMAL, "train": {"batching": "rows", "batch_tokens": 16, "grad_accum": 4}})
     assert (rows.train.batch_tokens, rows.train.grad_accum) == (16, 4)
+
+
+def test_a_near_miss_of_another_trainers_name_points_at_its_field():
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, "train": {"learning_rat": 1e-4}})
+    assert e.value.problems == ["spec: train.learning_rat: unknown key; did you mean 'lr'?"]
+
+
+@pytest.mark.parametrize("key,value", [("train.seed", -1), ("train.seed", 2**32), ("train.epochs", float("inf")),
+                                       ("train.lr", float("nan")), ("lora.dropout", float("nan")),
+                                       ("train.warmup_ratio", float("-inf"))])
+def test_what_run_would_reject_the_spec_rejects(key, value):
+    section, field = key.split(".")
+    with pytest.raises(SpecError) as e:
+        specmod.from_dict({**MINIMAL, section: {field: value}})
+    (msg,) = e.value.problems
+    assert msg.startswith(f"spec: {key}: "), msg
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_argument(tmp_path):
+    p = write(tmp_path, yaml.safe_dump({**MINIMAL, "train": {"lr": "fast"}}))
+    with pytest.raises(SpecError) as e:
+        specmod.load(p, ["train.seed=-1", "lora.r=8"])
+    text = "\n".join(e.value.problems)
+    assert "--set train.seed=-1: train.seed: Input should be greater than or equal to 0 (got -1)" in text
+    assert f"{p}: train.lr: " in text  # the file's own bad value is still the file's
+
+
+def test_a_folder_given_as_the_spec_says_so(tmp_path):
+    run = tmp_path / "runs" / "demo-20250101-000000"
+    run.mkdir(parents=True)
+    (run / "spec.yaml").write_text(yaml.safe_dump(MINIMAL))
+    with pytest.raises(SpecError) as e:
+        specmod.load(run)
+    assert e.value.problems == [f"{run}: a folder, not a spec file"]
+    assert e.value.hint == f"pass {run / 'spec.yaml'} (the run's own spec)"

@@ -1,4 +1,5 @@
-"""tune-wizard validate SPEC: the spec, every dataset row and the token lengths, without training."""
+"""tune-wizard validate SPEC: the spec, every dataset row, the token lengths, output_dir and the disk space the run
+needs: whatever `run` would refuse, without training."""
 from __future__ import annotations
 
 from wizard import spec as specmod
@@ -31,21 +32,34 @@ def run(args) -> int:
     console.print(f"train rows: {len(train)}   eval rows: {len(evals)}")
     for w in report.warnings:
         console.print(f"warning: {w}")
+    from wizard.engine.preflight import check_disk, check_output_dir
+
+    check_output_dir(spec)  # what `run` checks before it makes the run folder
     if args.no_tokens:
         return 0
     from wizard.data.render import ensure_chat_template, tokenize_sft
     from wizard.model_source import load_tokenizer, resolve
 
-    tok = load_tokenizer(resolve(spec.model.id, spec.model.hub, spec.model.revision), spec.model.trust_remote_code)
+    model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
+    need = check_disk(spec, model_path)
+    if need is not None:
+        console.print(f"disk: the run writes {need.describe()} under {spec.output_dir}")
+    tok = load_tokenizer(model_path, spec.model.trust_remote_code)
     warning = ensure_chat_template(tok)
     if warning:
         console.print(f"warning: {warning}")
     if spec.task == "sft":
         _, stats = tokenize_sft(train, tok, max_length=spec.data.max_length, overflow=spec.data.overflow,
                                 assistant_only_loss=spec.data.assistant_only_loss)
-        console.print(f"tokens: {stats.tokens:,} in {stats.rows_out} rows, longest {stats.longest}; "
+        emptied = f", {stats.emptied} of them because truncating left no answer to learn" if stats.emptied else ""
+        longest = f"at least {stats.longest}" if stats.cut else str(stats.longest)
+        console.print(f"tokens: {stats.tokens:,} in {stats.rows_out} of {len(train)} train rows, longest {longest}; "
                       f"over max_length {spec.data.max_length}: {stats.truncated + stats.dropped} "
-                      f"({stats.truncated} truncated, {stats.dropped} dropped; policy: {spec.data.overflow})")
+                      f"({stats.truncated} truncated, {stats.dropped} dropped{emptied}; policy: {spec.data.overflow})")
+        if stats.cut:
+            rows = "1 row holds a message" if stats.cut == 1 else f"{stats.cut} rows hold messages"
+            console.print(f"{rows} far longer than max_length {spec.data.max_length}: cut before tokenizing, as "
+                          "nothing past the cut could fit")
     else:
         from wizard.engine.dpo import preference_lengths
 

@@ -3,7 +3,7 @@
 Reads state.json, metrics.jsonl, gpu.jsonl and train.log every --interval seconds. On a terminal it
 draws the dashboard until the run ends, then leaves the summary; --once prints one frame; piped, it
 prints one plain line per new logging step or event. Exit: 0 when the run finished (or --once),
-1 when it failed or was interrupted, 2 when RUN_DIR is not a run folder.
+1 when it failed, was interrupted or stopped (its process gone), 2 when RUN_DIR is not a run folder.
 """
 from __future__ import annotations
 

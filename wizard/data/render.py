@@ -47,12 +47,16 @@ class RenderStats:
     longest: int = 0  # longest rendered row, before truncation
     over_max_examples: list[str] = field(default_factory=list)  # "where" of the first rows over max_length
     trained_tokens: int = 0  # tokens with a label, after truncation
+    emptied: int = 0  # of `dropped`: truncation left no assistant token to learn (under overflow: truncate)
+    cut: int = 0  # rows with a message longer than char_bound(), cut there before tokenizing
 
     def summary(self, max_length: int) -> str:
         text = (f"{self.rows_out}/{self.rows_in} rows, {self.tokens} tokens "
                 f"({self.trained_tokens} trained), longest {self.longest}")
         if self.truncated or self.dropped:
             text += f"; over max_length {max_length}: {self.truncated} truncated, {self.dropped} dropped"
+            if self.emptied:
+                text += f" ({self.emptied} because truncating left no answer to learn)"
             if self.over_max_examples:
                 text += f" (e.g. {', '.join(self.over_max_examples)})"
         return text
@@ -98,6 +102,22 @@ def _end_of_turn_strings(tokenizer) -> list[str]:
     if tokenizer.eos_token:
         strings.add(tokenizer.eos_token)
     return sorted(strings)
+
+
+def char_bound(tokenizer, max_length: int) -> int:
+    """Characters of one message past which nothing can fall within max_length tokens: no token is longer than
+    the vocabulary's longest entry. Text beyond it is cut before rendering and tokenizing, so a 50 MB row costs
+    what a max_length row does; twice the bound (and a margin) keeps the cut clear of the tokens kept."""
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=16)
+    return 2 * max_length * longest + 1024
+
+
+def bound_messages(messages: list[dict], bound: int) -> tuple[list[dict], bool]:
+    """(MESSAGES with each text content cut at BOUND characters, whether any was cut)."""
+    if all(not isinstance(m.get("content"), str) or len(m["content"]) <= bound for m in messages):
+        return messages, False
+    return [{**m, "content": m["content"][:bound]} if isinstance(m.get("content"), str) else m
+            for m in messages], True
 
 
 def _render(tokenizer, messages, add_generation_prompt=False) -> str:
@@ -220,6 +240,7 @@ def tokenize_sft(examples, tokenizer, max_length: int = 2048, overflow: str = "t
         raise ValueError("the tokenizer has no chat template: call ensure_chat_template(tokenizer) first")
     eot = _end_of_turn_strings(tokenizer)
     stats = RenderStats(rows_in=len(examples))
+    bound = char_bound(tokenizer, max_length)
     rows = []
     problems: list[str] = []
     hint = ""
@@ -228,7 +249,8 @@ def tokenize_sft(examples, tokenizer, max_length: int = 2048, overflow: str = "t
         texts, span_lists, eos_flags, wheres = [], [], [], []
         for n, example in enumerate(batch):
             where = example.get("where") or f"row {at + n + 1}"
-            messages = example["messages"]
+            messages, was_cut = bound_messages(example["messages"], bound)
+            stats.cut += was_cut
             try:
                 full = _render(tokenizer, messages)
             except Exception as err:  # templates raise on what they cannot render, e.g. a system turn
@@ -285,6 +307,7 @@ def _fit(ids, labels, max_length, overflow, where, stats: RenderStats):
         # Position 0's label is never predicted (the model shifts labels by one), so it does not count.
         if all(label == IGNORE_INDEX for label in labels[1:]):
             stats.dropped += 1
+            stats.emptied += 1
             return None
         stats.truncated += 1
     stats.tokens += len(ids)

@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 
 from wizard import run_folder as rf
 from wizard.engine.lifecycle import RunLifecycle
+from wizard.engine.stopping import GracefulStop
 from wizard.monitor.reporting import RunInfo
 
 # Trainer log keys -> metrics.jsonl keys. DPO keys (rewards/*, logps/*) pass through unchanged.
@@ -33,8 +34,9 @@ def peak_memory_gb() -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run: RunLifecycle, info: RunInfo):
+    def __init__(self, run: RunLifecycle, info: RunInfo, stop: GracefulStop | None = None):
         self.run = run
+        self.stop = stop
         self.run_dir: Path = run.run_dir
         self.info = info
         self.t0 = time.time()
@@ -54,6 +56,22 @@ class RunFolderCallback(TrainerCallback):
         self.run.reporter.on_start(self.info)
         if state.global_step:
             self.run.event(f"resumed at step {state.global_step} of {state.max_steps}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._stop_if_asked(state, control)
+        if control.should_save:  # the Trainer saves next: a write the disk refuses names this checkpoint
+            self.run.writing = self.run_dir / rf.CHECKPOINTS / f"checkpoint-{state.global_step}"
+        return control
+
+    def _stop_if_asked(self, state, control) -> None:
+        if self.stop is not None and self.stop.requested is not None and not control.should_training_stop:
+            import signal
+
+            name = signal.Signals(self.stop.requested).name
+            self.run.event(f"{name}: stopping after step {state.global_step}, saving a checkpoint for --resume "
+                           "(a second signal stops at once)", "warning")
+            control.should_save = True
+            control.should_training_stop = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -93,4 +111,5 @@ class RunFolderCallback(TrainerCallback):
         if ckpt.is_dir():
             # Written last: resume only trusts checkpoints whose save finished.
             (ckpt / rf.COMPLETE).write_text(f"{time.time()}\n")
+            self.run.writing = None
             self.run.event(f"checkpoint saved: {ckpt.relative_to(self.run_dir)}")

@@ -12,6 +12,7 @@ released, whatever went wrong before.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -31,13 +32,40 @@ OOM_HINT = ("out of GPU memory: see `tune-wizard estimate` and lower data.max_le
 log = logging.getLogger("wizard.run")
 
 
-def failure_reason(exc: BaseException) -> str:
-    """One line for state.json and the summary: the exception's type and first line, plus the fix for OOM."""
+# errno values of a write the disk refused: full, over quota, over the file size limit
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def failure_reason(exc: BaseException, oom_advice: Callable[[], str | None] | None = None,
+                   writing: Path | None = None) -> str:
+    """One line for state.json and the summary: the exception's type and first line, plus the fix for running out
+    of GPU memory (with the spec's own estimate when `oom_advice` gives it) or disk space (naming the file, or
+    WRITING: what the run was saving when it failed)."""
+    refused = _disk_refused(exc)
+    if refused:
+        where = getattr(exc, "filename", None) or writing or "the run folder"
+        return (f"{type(exc).__name__}: {refused} writing {where} — free space on that disk (or set output_dir "
+                "on a bigger one), then --resume continues from the newest complete checkpoint")
     first = str(exc).splitlines()[0][:300] if str(exc) else ""
     text = f"{type(exc).__name__}: {first}".rstrip(": ")
     if _is_out_of_memory(exc):
-        text += f" — {OOM_HINT}"
+        advice = None
+        if oom_advice is not None:
+            try:
+                advice = oom_advice()
+            except Exception as problem:  # noqa: BLE001 - advice must never hide the failure itself
+                log.warning("no estimate for the out-of-memory advice: %s", problem)
+        text += f" — {advice or OOM_HINT}"
     return text
+
+
+def _disk_refused(exc: BaseException) -> str | None:
+    """The OS's words when EXC is a write the disk refused (safetensors' Rust writer reports it as text)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return exc.strerror or os.strerror(exc.errno)
+    text = str(exc)
+    return next((os.strerror(code) for code in DISK_FULL
+                 if os.strerror(code) in text or f"os error {code})" in text), None)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -79,8 +107,11 @@ class RunLifecycle:
 
     def __init__(self, run_dir: str | Path, identity: dict | None = None, *, reporter: Reporter | None = None,
                  reporter_factory: Callable[..., Reporter] | None = None,
-                 start_sampler: Callable[[Path], object] = start_sampler):
+                 start_sampler: Callable[[Path], object] = start_sampler,
+                 oom_advice: Callable[[], str | None] | None = None):
         self.run_dir = Path(run_dir)
+        self._oom_advice = oom_advice
+        self.writing: Path | None = None  # what the run is saving now (a checkpoint, the adapter), for a failure
         self.state: dict = dict(identity or {})
         self.reporter: Reporter | None = reporter
         self.sampler = None
@@ -130,13 +161,19 @@ class RunLifecycle:
         """The state.json fields an end with EXC (None: normal) writes."""
         if exc is None:
             return {"status": "finished", "message": "finished", **self._final}
+        ckpts = rf.complete_checkpoints(self.run_dir)
         if isinstance(exc, KeyboardInterrupt):
-            if rf.complete_checkpoints(self.run_dir):
-                message = "interrupted; continue with --resume"
+            name = getattr(exc, "signal_name", None)  # engine.stopping.Stopped: which signal
+            how = f"stopped by {name}" if name else "interrupted"
+            if ckpts:
+                message = f"{how}; --resume continues from {ckpts[-1].name}"
             else:
-                message = "interrupted before the first complete checkpoint; --resume needs one, so start it again"
-            return {"status": "interrupted", "message": message}
-        return {"status": "failed", "message": failure_reason(exc)}
+                message = f"{how} before the first complete checkpoint; --resume needs one, so start it again"
+            return {"status": "interrupted", "message": message, **({"signal": name} if name else {})}
+        message = failure_reason(exc, self._oom_advice, self.writing)
+        if ckpts and "--resume" not in message:
+            message += f" (--resume continues from {ckpts[-1].name})"
+        return {"status": "failed", "message": message}
 
     def _end(self, exc: BaseException | None) -> None:
         if self._ended:

@@ -7,9 +7,11 @@
     finalize  evaluation, the adapter, loss.png, and what the finished state says
 
 Order matters for the user: everything that can be wrong with the input (spec, datasets, a TRL that DPO does not
-support) is checked before a run folder exists or a model is loaded, so a typo costs seconds, not a model
-download. load .. finalize run inside a RunLifecycle, which owns state.json, train.log, the GPU sampler and the
-reporter, and writes how the run ended.
+support, the model id, output_dir, the free disk) is checked before a run folder exists or a model is loaded, so a
+typo costs seconds, not a model download, and leaves nothing behind. The run folder has one writer: prepare takes
+its lock (a resumed run that another process still trains is refused with that pid). load .. finalize run inside
+a RunLifecycle, which owns state.json, train.log, the GPU sampler and the reporter, and writes how the run ended;
+the whole run is inside a GracefulStop, so Ctrl-C and SIGTERM end it at a step boundary with a checkpoint.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +39,11 @@ from wizard.spec import RunSpec, yaml_writer
 # run of that task starts: torch and TRL are slow to import, and a spec typo should not wait for them.
 TASKS = {"sft": "wizard.engine.sft", "dpo": "wizard.engine.dpo"}
 
-# train.* fields a resumed run may change: how long it runs and how often it logs, saves, evaluates.
-RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps")
+# train.* fields a resumed run may change: how long it runs, how often it logs, saves, evaluates, how many
+# checkpoints it keeps, and gradient checkpointing (memory only: the same numbers, so a run stopped by running out
+# of memory can continue with it on).
+RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "save_total_limit",
+             "gradient_checkpointing")
 
 
 def library_versions() -> dict:
@@ -92,7 +98,7 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
 
 @dataclass
 class Prepared:
-    """What the prepare phase found: the data and where the run lives."""
+    """What the prepare phase found: the data, the model's folder and where the run lives."""
 
     task: Any                   # the TASKS module
     train: list
@@ -100,6 +106,8 @@ class Prepared:
     warnings: list[str]
     run_dir: Path
     checkpoint: Path | None     # resuming from here
+    model_path: Path
+    lock: Any                   # the run folder's writer lock (released when train() returns)
 
 
 @dataclass
@@ -122,22 +130,39 @@ def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = 
     reporter_factory(run_dir, sampler=...) makes the reporter once the run folder exists, and is handed the
     run's GPU sampler (make_reporter fits); a `reporter` is used as is; neither: plain lines on stdout.
     """
-    p = prepare(spec, resume)
-    with RunLifecycle(p.run_dir, {"name": spec.name, "model": spec.model.id, "task": spec.task,
-                                  "method": spec.method}, reporter=reporter, reporter_factory=reporter_factory) as run:
-        loaded = load(spec, p, run)
-        trainer = build(spec, p, loaded, run)
-        fit(trainer, p)
-        finalize(spec, p, loaded, trainer, run)
+    from functools import partial
+
+    from wizard.engine.memory_advice import out_of_memory_advice
+    from wizard.engine.stopping import GracefulStop
+
+    with GracefulStop() as stop:
+        p = prepare(spec, resume)
+        try:
+            with RunLifecycle(p.run_dir, {"name": spec.name, "model": spec.model.id, "task": spec.task,
+                                          "method": spec.method}, reporter=reporter, reporter_factory=reporter_factory,
+                              oom_advice=partial(out_of_memory_advice, spec, p.model_path)) as run:
+                loaded = load(spec, p, run)
+                trainer = build(spec, p, loaded, run, stop)
+                with stop.in_training():
+                    fit(trainer, p, run)
+                stop.raise_if_requested()  # the loop ended on a signal, after its checkpoint
+                finalize(spec, p, loaded, trainer, run)
+        finally:
+            p.lock.release()
     return p.run_dir
 
 
 def prepare(spec: RunSpec, resume: str | None) -> Prepared:
     from wizard.data.load import load_examples
+    from wizard.engine.preflight import check_disk, check_output_dir
+    from wizard.model_source import resolve
 
     task = importlib.import_module(TASKS[spec.task])
     task.check_environment()
     train_ex, eval_ex, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
+    check_output_dir(spec)
+    model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
+    check_disk(spec, model_path)
     checkpoint = None
     if resume:
         run_dir, checkpoint = find_resume(spec, resume)
@@ -145,12 +170,64 @@ def prepare(spec: RunSpec, resume: str | None) -> Prepared:
             raise SpecError(f"--resume: the spec differs from the one {run_dir.name} was started with "
                             "(model, data or hyperparameters)",
                             hint=f"resume with `tune-wizard run {run_dir / rf.SPEC} --resume`")
+        lock = _lock_or_refuse(run_dir)
+        try:
+            _refuse_finished(run_dir, spec)
+        except BaseException:
+            lock.release()
+            raise
     else:
         run_dir = rf.new_run_dir(spec.output_dir, spec.name)
+        lock = _lock_or_refuse(run_dir)
     spec_path = run_dir / rf.SPEC
-    yaml_writer.write(spec, spec_path, header=f"resolved spec of run {run_dir.name}\n"
-                                              f"repeat it: tune-wizard run {spec_path}")
-    return Prepared(task, train_ex, eval_ex, list(getattr(report, "warnings", None) or []), run_dir, checkpoint)
+    try:
+        yaml_writer.write(spec, spec_path, header=f"resolved spec of run {run_dir.name}\n"
+                                                  f"repeat it: tune-wizard run {spec_path}")
+    except BaseException:
+        lock.release()
+        if checkpoint is None:  # a folder this call made holds nothing yet: leave no empty run behind
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return Prepared(task, train_ex, eval_ex, list(getattr(report, "warnings", None) or []), run_dir, checkpoint,
+                    Path(model_path), lock)
+
+
+def _lock_or_refuse(run_dir: Path):
+    """The run folder's writer lock, or SpecError naming the process that writes it now."""
+    lock = rf.take_lock(run_dir)
+    if lock is None:
+        state = rf.read_json(run_dir / rf.STATE) or {}
+        pid = state.get("pid")
+        who = f"process {pid}" if pid else "another process"
+        raise SpecError(f"{run_dir}: {who} is training this run now ({state.get('status', 'running')}, step "
+                        f"{state.get('step', 0)}); two processes must not write one run folder",
+                        hint=f"watch it with `tune-wizard watch {run_dir}`; to take over, stop it first "
+                             f"(Ctrl-C there{f', or kill -TERM {pid}' if pid else ''}: it saves a checkpoint), "
+                             "then --resume")
+    return lock
+
+
+def _refuse_finished(run_dir: Path, spec: RunSpec) -> None:
+    """A finished run resumes only to train further: with max_steps or epochs raised past where it ended."""
+    state = rf.read_json(run_dir / rf.STATE) or {}
+    if state.get("status") != "finished":
+        return
+    saved = specmod.load(run_dir / rf.SPEC).train
+    t = spec.train
+    ended = state.get("step") or max(saved.max_steps, 0)
+    longer = (t.max_steps > ended if t.max_steps > 0 else
+              saved.max_steps > 0 or t.epochs > saved.epochs)  # by epochs: further when there are more of them
+    if longer:
+        return
+    if t.max_steps > 0:
+        how = f"raise train.max_steps past {ended}, e.g. --set train.max_steps={2 * ended}"
+    else:
+        how = f"raise train.epochs past {saved.epochs:g}, e.g. --set train.epochs={saved.epochs * 2:g}"
+    raise SpecError(f"--resume: {run_dir.name} already finished (step {ended}); resuming would train no further "
+                    "and rewrite its adapter",
+                    hint=f"to train it further, {how} --resume; to train again from the start, run without --resume")
 
 
 def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
@@ -160,7 +237,7 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     from wizard.engine import attention as attn
     from wizard.engine import loader
     from wizard.engine.training_args import batching_plan, choose_gradient_checkpointing
-    from wizard.model_source import load_tokenizer, resolve
+    from wizard.model_source import load_tokenizer
 
     set_seed(spec.train.seed)
     previous = rf.read_json(p.run_dir / rf.RUN_INFO) if p.checkpoint else None
@@ -176,7 +253,7 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     }
     rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
     run.event(f"loading {spec.model.id} ...")
-    model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
+    model_path = p.model_path
     tokenizer = load_tokenizer(model_path, spec.model.trust_remote_code)
     warning = ensure_chat_template(tokenizer)
     if warning:
@@ -230,7 +307,7 @@ def cap_gpu_memory() -> str | None:
     return f"GPU memory: at most {min(cap, total):.1f} of {total:.1f} GiB (--gpu-memory)"
 
 
-def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle):
+def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle, stop=None):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from wizard.engine.callbacks import RunFolderCallback
@@ -239,17 +316,35 @@ def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle):
     args = build_args(spec, p.run_dir, loaded.precision, loaded.checkpointing, has_eval=bool(p.eval),
                       plan=loaded.plan)
     trainer = p.task.build_trainer(spec, loaded.model, loaded.tokenizer, loaded.train, loaded.eval, args,
-                                   [RunFolderCallback(run, loaded.info)], run.event, loaded.plan, loaded.attention)
+                                   [RunFolderCallback(run, loaded.info, stop)], run.event, loaded.plan, loaded.attention)
     # The reporter shows progress; the Trainer's own printer would print every log dict a second time.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer
 
 
-def fit(trainer, p: Prepared) -> None:
+def fit(trainer, p: Prepared, run: RunLifecycle) -> None:
     if p.checkpoint is not None:
-        _trim_metrics(p.run_dir, int(p.checkpoint.name.split("-")[-1]))
+        step = int(p.checkpoint.name.split("-")[-1])
+        _trim_metrics(p.run_dir, step)
+        if _nothing_left(trainer, p.checkpoint, step):
+            # The checkpoint is the run's last step (it was stopped while writing its adapter). The Trainer, resumed
+            # there, would train one step past the end; the checkpoint's weights and state are the result.
+            from transformers import TrainerState
+
+            trainer._load_from_checkpoint(str(p.checkpoint))
+            trainer.state = TrainerState.load_from_json(str(p.checkpoint / "trainer_state.json"))
+            run.event(f"resumed at step {step} of {step}: nothing left to train; writing the final adapter")
+            return
     trainer.train(resume_from_checkpoint=str(p.checkpoint) if p.checkpoint else None)
+
+
+def _nothing_left(trainer, checkpoint: Path, step: int) -> bool:
+    saved = rf.read_json(checkpoint / "trainer_state.json") or {}
+    args = trainer.args
+    if args.max_steps > 0:
+        return step >= args.max_steps
+    return step >= saved.get("max_steps", step + 1) and args.num_train_epochs <= saved.get("num_train_epochs", 0)
 
 
 def finalize(spec: RunSpec, p: Prepared, loaded: Loaded, trainer, run: RunLifecycle) -> None:
@@ -259,10 +354,22 @@ def finalize(spec: RunSpec, p: Prepared, loaded: Loaded, trainer, run: RunLifecy
     # cost time and log the same row twice.
     evaluated = {r.get("step") for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("eval_loss") is not None}
     if p.eval and trainer.state.global_step not in evaluated:
-        trainer.log(trainer.evaluate())
-    adapter = p.run_dir / rf.ADAPTER
-    trainer.save_model(str(adapter))
-    loaded.tokenizer.save_pretrained(str(adapter))
+        trainer.evaluate()  # it logs its metrics itself: one row in metrics.jsonl, one line on screen
+    # Written beside, then renamed into place: a reader (chat, export, serve) never finds half an adapter.
+    adapter, partial = p.run_dir / rf.ADAPTER, p.run_dir / rf.ADAPTER_PARTIAL
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while writing it
+    run.writing = partial
+    trainer.save_model(str(partial))
+    loaded.tokenizer.save_pretrained(str(partial))
+    run.writing = None
+    if adapter.exists():  # a finished run trained further
+        old = p.run_dir / f".{rf.ADAPTER}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(adapter, old)
+        os.replace(partial, adapter)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, adapter)
     plot = _loss_plot(p.run_dir, run)
     losses = [r["loss"] for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("loss") is not None]
     first, last = (losses[0], losses[-1]) if losses else (None, None)

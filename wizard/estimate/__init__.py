@@ -9,6 +9,7 @@ from wizard.estimate.memory import (
                                     available_memory,
                                     estimate,
                                     estimate_for_spec,
+                                    fitting_change,
                                     method_table,
                                     plan_for_spec,
                                     recommend,
@@ -17,5 +18,5 @@ from wizard.estimate.memory import (
 from wizard.estimate.shape import Shape, shape_for_model, shape_from_config
 
 __all__ = ["Plan", "AUTO_CKPT_HEADROOM", "GIB", "PART_LABELS", "Breakdown", "available_memory", "estimate",
-           "estimate_for_spec", "method_table", "plan_for_spec", "recommend", "verdict", "Shape", "shape_for_model",
+           "estimate_for_spec", "fitting_change", "method_table", "plan_for_spec", "recommend", "verdict", "Shape", "shape_for_model",
            "shape_from_config"]

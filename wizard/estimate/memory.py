@@ -354,7 +354,6 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
     first, each with what it saves on its own)."""
     fits = b.total_gb <= available_gb
     advice: list[str] = []
-    inp = b.inputs
     if fits:
         if b.total_gb > 0.9 * available_gb:
             advice.append(f"tight: {b.total_gb:.1f} of {available_gb:.1f} GiB; longer rows than expected or "
@@ -362,6 +361,21 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
         return True, advice
     over = b.total_gb - available_gb
     advice.append(f"needs about {over:.1f} GiB more than the {available_gb:.1f} GiB available")
+    advice += [_line(text, saved) for saved, text in _ranked_changes(b)]
+    return False, advice
+
+
+def fitting_change(b: Breakdown, available_gb: float) -> str | None:
+    """The one change of `verdict`'s list (biggest saving first) that alone brings B within AVAILABLE_GB."""
+    for saved, text in _ranked_changes(b):
+        if saved is not None and b.total_gb - saved <= available_gb:
+            return text
+    return None
+
+
+def _ranked_changes(b: Breakdown) -> list[tuple[float | None, str]]:
+    """(GiB saved or None when the shape is unknown, the change) for each change that lowers B, biggest first."""
+    inp = b.inputs
     shape_free = {k: v for k, v in inp.items() if k in ("precision", "lora_r", "target_modules", "optimizer",
                                                           "lora_dropout", "device", "task", "packed")}
     base = dict(method=inp["method"], max_length=inp["max_length"], batch_size=inp["batch_size"],
@@ -390,9 +404,7 @@ def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
     if inp["optimizer"] in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit") and inp["method"] == "full":
         changes.append(("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
                         {"optimizer": "paged_adamw_8bit"}))
-    ranked = sorted(((saves(**change), text) for text, change in changes), key=lambda x: -(x[0] or 0))
-    advice += [_line(text, saved) for saved, text in ranked]
-    return False, advice
+    return sorted(((saves(**change), text) for text, change in changes), key=lambda x: -(x[0] or 0))
 
 
 def _line(text: str, saved: float | None) -> str:

@@ -2,10 +2,14 @@
 
 Hand-written rather than a pydantic model: OpenAI clients send many optional fields this server ignores,
 and each problem must come back as {"error": {"message", "type", "param", "code"}} naming the field
-(`messages[1].role`), not as FastAPI's 422 list.
+(`messages[1].role`), not as FastAPI's 422 list. Python's json module reads NaN, Infinity and numbers too large
+for a float (1e999); no field of a request may hold one (400, naming the field), be it a field this server uses
+or one it ignores.
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +18,10 @@ ROLES = ("system", "developer", "user", "assistant")
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str = "invalid_request_error"):
+                 type_: str = "invalid_request_error", headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+        self.headers = headers
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -41,10 +46,25 @@ def _number(body: dict, key: str, default: float, low: float, high: float, low_o
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(400, f"'{key}' must be a number, got {type(value).__name__}", key, "invalid_type")
-    if value > high or value < low or (low_open and value == low):
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise ApiError(400, f"'{key}' must be in {bound}, got {value}", key, "invalid_value")
     return float(value)
+
+
+def _check_finite(body: Any) -> None:
+    """ApiError naming the first field (`temperature`, `logit_bias.42`, `messages[0].x`) that holds NaN or
+    an infinity. Walked with a stack: a deeply nested body must not exhaust Python's recursion."""
+    todo: list[tuple[str, Any]] = [("", body)]
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(400, f"'{path}' must be a finite number, got {json.dumps(value)}", path or None,
+                           "invalid_value")
+        if isinstance(value, dict):
+            todo.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            todo.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
 
 
 def _content(message: Any, i: int) -> str:
@@ -68,6 +88,7 @@ def _content(message: Any, i: int) -> str:
 def parse_chat_request(body: Any, model_names: list[str], max_tokens_limit: int) -> ChatRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", None, "invalid_json")
+    _check_finite(body)
     model = body.get("model", model_names[0])
     if not isinstance(model, str):
         raise ApiError(400, "'model' must be a string", "model", "invalid_type")
@@ -121,6 +142,8 @@ def parse_chat_request(body: Any, model_names: list[str], max_tokens_limit: int)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ApiError(400, "'seed' must be an integer", "seed", "invalid_type")
+    if seed is not None and not -2**63 <= seed < 2**63:
+        raise ApiError(400, f"'seed' must fit in 64 bits (-2**63 to 2**63-1), got {seed}", "seed", "invalid_value")
     return ChatRequest(model=model, messages=clean, max_tokens=max_tokens,
                        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
                        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True), stream=stream,

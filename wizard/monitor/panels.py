@@ -21,7 +21,7 @@ from wizard.monitor.reporting import fmt_duration
 from wizard.monitor.state import DashboardState
 
 STATUS_STYLE = {"running": "blue", "starting": "blue", "finished": "green", "failed": "red",
-                "interrupted": "yellow"}
+                "interrupted": "yellow", "stopped": "red"}
 LEVEL_STYLE = {"warning": "yellow", "error": "bold red", "info": ""}
 NO_GPU_PREFIX = "no GPU panel:"   # the fallback panel's reason line starts with this
 HEADER_H = 4

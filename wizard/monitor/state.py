@@ -21,7 +21,8 @@ from wizard.monitor.reporting import RunInfo
 
 HISTORY = 240          # sparkline history (samples)
 EVENTS = 200           # log-tail lines kept
-DONE = ("finished", "failed", "interrupted")
+# `stopped`: the process is gone without writing its end (run_folder.read_state)
+DONE = ("finished", "failed", "interrupted", "stopped")
 
 
 @dataclass
@@ -343,7 +344,7 @@ class RunFolderFollower:
         if not self._spec_read:
             self._spec_read = True
             self._read_spec()
-        data = rf.read_json(self.run_dir / rf.STATE)
+        data = rf.read_state(self.run_dir)
         if data:
             st.apply_state_file(data)
         self.new_rows = _jsonl(self.metrics.lines())  # what arrived in this poll (for plain following)

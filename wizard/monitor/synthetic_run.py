@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -31,13 +32,14 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = rf.take_lock(run_dir)  # one writer, as a real run: readers tell a live run from one whose process is gone
     (run_dir / rf.SPEC).write_text(f"version: 1\nname: demo\nmodel: {{id: tiny-llama}}\n"
                                    f"task: {'dpo' if args.dpo else 'sft'}\nmethod: lora\n", encoding="utf-8")
     rf.write_json_atomic(run_dir / rf.RUN_INFO, {"seed": 42, "synthetic": True})
     state = {"status": "running", "name": "demo", "model": "tiny-llama", "task": "dpo" if args.dpo else "sft",
              "method": "lora", "step": 0, "total_steps": args.steps, "started_at": time.time(),
              "updated_at": time.time(), "device": "cpu", "run_dir": str(run_dir), "adapter_dir": None,
-             "message": ""}
+             "message": "", "pid": os.getpid()}
     rf.write_json_atomic(run_dir / rf.STATE, state)
     log = open(run_dir / rf.LOG, "a", encoding="utf-8")
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter.close()
     sampler.stop()
     log.close()
+    lock.release()
     print("DONE", flush=True)
     return 0 if state["status"] == "finished" else 1
 

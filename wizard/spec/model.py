@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wizard.errors import SpecError
+from wizard.run_folder import write_text_atomic
 from wizard.spec.aliases import ALIASES
 
 SPEC_VERSION = 1
@@ -27,7 +28,8 @@ HUB_HELP = "auto: HF (ModelScope if USE_MODELSCOPE_HUB=1); local: never download
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo such as `learning_rate:` must not silently train with defaults.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinities are never a setting: `epochs: .inf` would overflow, NaN compares false to every bound.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -154,7 +156,8 @@ class TrainSpec(_Strict):
                                                                               "ones save optimizer memory")
     weight_decay: float = Field(0.0, ge=0, description="pulls weights toward zero (0 is usual for LoRA)")
     max_grad_norm: float = Field(1.0, ge=0, description="gradients are clipped to this norm")
-    seed: int = Field(42, description="same seed, same data order and initialisation")
+    # numpy's seeds are 0 .. 2**32 - 1
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="same seed, same data order and initialisation")
     logging_steps: int = Field(5, ge=1, description="a log line (loss, lr, memory, speed) every N steps")
     save_steps: int = Field(100, ge=1, description="a checkpoint every N steps (what --resume continues from)")
     save_total_limit: int | None = Field(3, ge=1, description="keep only the newest N checkpoints")
@@ -273,12 +276,17 @@ def _format_loc(loc: tuple) -> str:
     return out
 
 
-def describe_errors(err: ValidationError, source: str = "spec") -> list[str]:
-    """One line per problem: where, what, and the fix."""
+def describe_errors(err: ValidationError, source: str = "spec", overrides: dict | None = None) -> list[str]:
+    """One line per problem: where, what, and the fix. OVERRIDES (key path -> the --set argument that set it)
+    name the --set argument, not the spec file, for the values it gave."""
     lines = []
+    whole = source
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         key = _format_loc(loc) or "(top level)"
+        path = tuple(p for p in loc if isinstance(p, str))
+        given = next((arg for keys, arg in (overrides or {}).items() if path[:len(keys)] == keys), None)
+        source = f"--set {given}" if given else whole
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc)
             valid = _all_keys(owner) if owner else []
@@ -301,6 +309,10 @@ def error_message(e: Any) -> str:
 
 def _did_you_mean(name: str, section: str, valid: list[str]) -> str:
     target = ALIASES.get(name.lower())
+    if target is None and name not in valid:
+        # A near miss of another trainer's name (learning_rat) is that name's field, not a look-alike (warmup_ratio).
+        near = difflib.get_close_matches(name.lower(), [*valid, *ALIASES], n=1, cutoff=0.5)
+        target = ALIASES.get(near[0]) if near else None
     if target:
         parent, _, leaf = target.rpartition(".")
         # In the right section, the field's name; elsewhere, its whole path from the top.
@@ -309,14 +321,14 @@ def _did_you_mean(name: str, section: str, valid: list[str]) -> str:
     return f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
 
 
-def from_dict(raw: Any, source: str = "spec") -> RunSpec:
+def from_dict(raw: Any, source: str = "spec", overrides: dict | None = None) -> RunSpec:
     if not isinstance(raw, dict):
         raise SpecError([f"{source}: expected a mapping of keys (version, name, model, data, ...), "
                          f"got {type(raw).__name__}"])
     try:
         return RunSpec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(describe_errors(err, source)) from None
+        raise SpecError(describe_errors(err, source, overrides)) from None
 
 
 def locate(path: str | Path) -> Path:
@@ -332,6 +344,11 @@ def locate(path: str | Path) -> Path:
 
 def read_yaml(path: str | Path) -> dict:
     p = locate(path)
+    if p.is_dir():
+        inside = p / "spec.yaml"
+        raise SpecError([f"{p}: a folder, not a spec file"],
+                        hint=f"pass {inside}" + (" (the run's own spec)" if inside.is_file() else
+                                                 ", or a YAML spec written by `tune-wizard init`"))
     if not p.is_file():
         raise SpecError([f"{p}: no such file; write one with `tune-wizard init --out {p}` "
                          f"or pick a recipe from `tune-wizard recipes`"])
@@ -403,11 +420,13 @@ def _normalise_yaml_numbers(raw: Any) -> Any:
 def load(path: str | Path, overrides: list[str] | None = None) -> RunSpec:
     path = locate(path)
     raw = _normalise_yaml_numbers(read_yaml(path))
+    given = {}
     if overrides:
         if not isinstance(raw, dict):
             raw = {}
         raw = apply_overrides(raw, overrides)
-    spec = from_dict(raw, source=str(path))
+        given = {tuple(parse_override(text)[0]): text for text in overrides}
+    spec = from_dict(raw, source=str(path), overrides=given)
     return resolve_paths(spec, Path(path).resolve().parent)
 
 
@@ -424,5 +443,5 @@ def dump(spec: RunSpec, path: str | Path, header: str = "") -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
-    p.write_text(header + text, encoding="utf-8")
+    write_text_atomic(p, header + text)
     return p
