@@ -15,6 +15,14 @@ from tests.helpers import IDENTITY
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Under pytest-xdist (`make test`: two workers on two cores) each worker, and every process a test starts,
+# computes on one thread. Two torch processes with a thread per core each oversubscribe the cores, and OpenMP's
+# spinning threads then steal them from the thread with the work: the demo trained 3x slower that way. Set
+# before torch is imported (by any test module), inherited by the CLI, server and training processes.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 # `make test-fast` runs only the in-process tier (-m "not slow and not process"). The interpreter's audit events
 # see every process a test starts, through subprocess, pexpect's pty fork or a plain fork, so a test that starts
 # one without the `process` marker fails here instead of slowing that tier down unnoticed.
