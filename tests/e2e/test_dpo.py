@@ -14,7 +14,6 @@ from wizard import run_folder as rf
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 PAIRS = ROOT / "recipes" / "data" / "preference_demo.jsonl"
-HELDOUT = ROOT / "recipes" / "data" / "preference_heldout.jsonl"
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
@@ -54,8 +53,6 @@ def adapter_tensors(folder: Path) -> dict:
 
 
 def test_shortened_demo_raises_the_heldout_margin(tmp_path):
-    from wizard.engine.dpo_eval import heldout_margins
-
     r = cli("run", "recipes/demo-dpo.yaml", "--plain", "--set", "train.max_steps=4", "--set", "train.batch_size=4",
             "--set", "train.save_steps=4", "--set", f"output_dir={tmp_path / 'runs'}")
     ok(r)
@@ -77,11 +74,9 @@ def test_shortened_demo_raises_the_heldout_margin(tmp_path):
     assert evals[0]["eval_rewards/accuracies"] > 0.5 and evals[0]["eval_rewards/margins"] > 0
     assert r.stdout.count("[eval] step") == 1, r.stdout[-3000:]
     assert "reference: the base model" in (run / rf.LOG).read_text()
-
-    m = heldout_margins(run, HELDOUT)
-    assert m["n"] == 30
-    assert m["mean_margin"] > 0 and m["policy_margin"] > m["reference_margin"], m
-    assert m["accuracy"] > 0.5, m
+    # The held-out pairs (data.eval) were scored by the run itself: the eval row above is `dpo_eval`'s measure
+    # (rewards/margins = beta x (policy margin - reference margin)); heldout_margins is tested on a run folder
+    # in test_dpo_from_an_sft_run_uses_it_as_reference_and_continues_it.
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
@@ -142,8 +137,8 @@ def test_dpo_from_an_sft_run_uses_it_as_reference_and_continues_it(tmp_path, tin
     from wizard.spec import DataSpec
 
     examples, _, _ = load_examples(DataSpec(train=[str(pairs)]), task="dpo")
+    m = heldout_margins(run, examples)  # from the run folder, as `python -m wizard.engine.dpo_eval RUN FILE` does
     model, tokenizer = load_run(run)
-    m = heldout_margins(model, examples, tokenizer)
     with model.disable_adapter():
         base_chosen, base_rejected = sequence_logps(model, tokenizer, examples)
     assert m["n"] == 12

@@ -155,6 +155,22 @@ def test_resuming_a_finished_run_is_refused_until_it_may_train_further(reference
     assert max(losses(copy)) == STEPS + 4
 
 
+def test_ctrl_c_while_the_model_loads_ends_the_run_interrupted_at_once(reference, tmp_path):
+    ref_spec, ref_run = reference
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(ref_spec.read_text().replace(str(ref_run.parent), str(tmp_path / "runs")))
+    proc = start(spec)
+    run = wait_for(proc, lambda: _loading(tmp_path / "runs"))
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert run is not None, out[-2000:]
+    assert proc.returncode == 130, out[-3000:]
+    state = rf.read_state(run)
+    assert state["status"] == "interrupted" and state["signal"] == "SIGINT", state
+    assert state["message"] == ("stopped by SIGINT before the first complete checkpoint; --resume needs one, so "
+                                "start it again")
+
+
 # -- one writer, SIGTERM -------------------------------------------------------------------------------------
 
 def test_one_writer_per_run_folder_and_sigterm_saves_then_stops(tmp_path, tiny_model_dir, identity_jsonl):

@@ -21,7 +21,9 @@ def add_arguments(p) -> None:
     ids = "\n".join(f"  {q.id:<24}{q.prompt}" + (f"  [{', '.join((q.spec, *q.also))}]" if q.spec else "")
                      for q in QUESTIONS)
     p.epilog = ("question ids for --answers (e.g. `hub: demo`, `task: sft-lora`, `dataset: data.jsonl`, "
-                f"`lr: 1e-4`), with the spec field each one sets:\n{ids}")
+                f"`lr: 1e-4`), with the spec field each one sets:\n{ids}\n\n"
+                "`model: ID` without `hub:` sets the hub the id implies. A key whose question the other answers "
+                "skip is an error, and without a terminal every bad answer is reported at once.")
 
 
 def load_answers(path: str) -> dict:

@@ -5,14 +5,19 @@ wizard.init.questions says what is asked; this module says what an answer means.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
+from wizard import hubs
+from wizard.catalog import lookup
 from wizard.init.context import Context
 from wizard.init.questions import (
     BY_ID,
     QUESTIONS,
+    TASK_PAIRS,
     Question,
+    auto_or_whole,
     default,
     model_id,
     options,
@@ -92,7 +97,7 @@ def check(q: Question, value: Any, a: dict, ctx: Context) -> str | None:
 def _data_sources(a: dict, ctx: Context, base: Path) -> list:
     choice = a.get("dataset", "")
     if choice == "hub":
-        return [a["dataset_hub"]]
+        return [hub_source(a["dataset_hub"], a.get("hub", ""))]
     data = ctx.bundled_data()
     if choice == "bundled:mix":
         files = [data["self_cognition"], data["general_chat"]]
@@ -101,6 +106,16 @@ def _data_sources(a: dict, ctx: Context, base: Path) -> list:
     else:
         files = [Path(a["dataset_path"]).expanduser()]
     return [portable_path(f, base) for f in files]
+
+
+def hub_source(text: str, hub: str) -> Any:
+    """A hub dataset id (`owner/name#N`) as a data.train source. Chosen with a hub (ModelScope, Hugging Face),
+    the source names that hub, as model.hub does for the model: `hub: auto` would read Hugging Face unless
+    USE_MODELSCOPE_HUB=1 is set where the run starts, so a ModelScope dataset id would go to the wrong hub."""
+    if hub not in hubs.TITLES:
+        return text  # the bundled model or a local folder: the dataset's hub is `auto`, as before
+    path, _, n = str(text).partition("#")
+    return {"path": path, "hub": hub, **({"sample": int(n)} if n.isdigit() else {})}
 
 
 def portable_path(p: Path, base: Path) -> str:
@@ -140,3 +155,59 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
             continue
         _put(spec, q.spec, spec_value(q, a[q.id]))
     return spec
+
+
+# ---------------------------------------------------------------- checks on the answers as a whole
+
+def model_problem(a: dict, ctx: Context) -> tuple[str, str] | None:
+    """(the question whose answer is the model id, what is wrong) when the id the spec would get is not a
+    catalog alias, a hub id (owner/name) or an existing path; else None. The questions' own checks refuse
+    such an answer already; this holds whatever path the answers took (a picker's heading line, say)."""
+    hub = a.get("hub", "demo")
+    if hub == "demo":
+        return None
+    key = "model_path" if hub == "local" else "model_id" if a.get("model") == "other" else "model"
+    mid = str(model_id(a, ctx)).strip()
+    if mid and (lookup(mid) or hubs.is_repo_id(mid) or Path(mid).expanduser().exists()):
+        return None
+    return key, (f"'{mid}' is not a catalog alias (`tune-wizard recipes --models`), a hub id (owner/name) or "
+                 "an existing folder or file")
+
+
+# What a change of the estimate's advice (wizard.estimate.fitting_change) sets: "path: value (why)".
+_CHANGE = re.compile(r"^(?P<path>[\w.]+): (?P<value>[^\s(]+)")
+
+
+def change_answers(change: str | None, a: dict, ctx: Context) -> dict | None:
+    """The answers the estimate's one fitting change stands for, e.g. "method: qlora (...)" -> task sft-qlora,
+    "train.gradient_checkpointing: on (...)" -> gradient_checkpointing on; None when the wizard has no
+    answer for it (or no answer that the questions' own checks take)."""
+    m = _CHANGE.match(change or "")
+    if not m:
+        return None
+    path, raw = m["path"], m["value"]
+    if path == "method":
+        pair = f"{task_method(a)[0]}-{raw}"
+        return {"task": pair} if pair in TASK_PAIRS else None
+    if path == "train.batch_size":  # "1 with train.grad_accum xN": the same rows per update
+        rows = int(a.get("batch_size") or 1)
+        accum = auto_or_whole(a.get("grad_accum", "auto"))
+        return {"batch_size": 1, "grad_accum": accum * rows if isinstance(accum, int) else "auto"}
+    qid = question_for(path)
+    if qid is None:
+        return None
+    q = BY_ID[qid]
+    try:
+        out = {qid: coerce(q, raw, a, ctx)}
+    except ValueError:
+        return None
+    if path == "train.batch_tokens":  # a pass holds a whole row: a smaller budget shortens the rows too
+        tokens = auto_or_whole(raw)
+        length = int(a.get("max_length") or fields.default("data.max_length"))
+        if isinstance(tokens, int) and tokens < length:
+            out["max_length"] = tokens
+    trial = {**a, **out}
+    for qid, value in out.items():
+        if check(BY_ID[qid], value, trial, ctx):
+            return None
+    return out

@@ -164,17 +164,17 @@ class Context:
         self._cache = {k: v for k, v in self._cache.items() if k[0] != "hub_has"}
         return ok
 
-    def hub_has_model(self, hub: str, repo_id: str) -> bool | None:
-        """True/False when the hub answered; None when it could not be asked."""
-        key = ("hub_has", hub, repo_id)
+    def hub_has_model(self, hub: str, repo_id: str, kind: str = "model") -> bool | None:
+        """True/False when the hub answered; None when it could not be asked. kind: model or dataset."""
+        key = ("hub_has", hub, repo_id, kind)
         if key not in self._cache:
-            self._cache[key] = self._ask_hub(hub, repo_id)
+            self._cache[key] = self._ask_hub(hub, repo_id, kind)
         return self._cache[key]
 
-    def _ask_hub(self, hub: str, repo_id: str) -> bool | None:
+    def _ask_hub(self, hub: str, repo_id: str, kind: str = "model") -> bool | None:
         if not self.hubs.get(hub):
             return None
-        return hubs.exists(hub, repo_id, timeout=5)
+        return hubs.exists(hub, repo_id, kind, timeout=5)
 
     # ------------------------------------------------------------------ advice
     def recommend(self, model_id: str, task: str, method: str | None = None) -> dict:

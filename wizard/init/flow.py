@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,24 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from wizard import hubs
+from wizard.catalog import lookup
 from wizard.errors import UserError
 from wizard.estimate.batching import ROWS_PER_UPDATE, UPDATE_TOKENS
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 from wizard.init.context import Context
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The memory estimate's word on a spec: fits True/False, None when unknown."""
+
+    fits: bool | None
+    total_gb: float = 0.0
+    avail: float | None = None
+    where: str = ""
+    change: str | None = None  # the one change that alone fits (wizard.estimate.fitting_change)
 
 
 class CancelledAfterWrite(Exception):
@@ -51,17 +65,73 @@ class Flow:
         self.preset = dict(ctx.preset)
         self.used: set[str] = set()
         self.step = 0
+        self.filled: set[str] = set()  # answers the recommended settings gave (not a person, not the file)
+        self.implied: dict = {}        # answers that a typed id stands for (`model` "other" + its `model_id`)
+        self.prev: dict = {}           # the hyperparameters before an edit: the defaults offered again
+        self.noted: set[str] = set()
+        self.inferred: dict = {}       # question id -> the answers-file key its answer was read from
+        self.problems: list[str] = []  # without a terminal: every bad answer of the file, reported at once
+        self.hints: list[str] = []
+        self.standins: set[str] = set()  # questions whose bad answer was replaced by its default, to go on
+        self._infer_hub()
+
+    def _infer_hub(self) -> None:
+        """An answers file that names the model but not where it comes from: the hub its model answer implies
+        (a folder: local; the bundled model: demo; a catalog alias or owner/name: Hugging Face, or ModelScope
+        with USE_MODELSCOPE_HUB=1 where the model is there). Without it the model answer would not be asked
+        for, and the demo model trained instead."""
+        if "hub" in self.preset:
+            return
+        key = next((k for k in ("model_path", "model_id", "model") if k in self.preset), None)
+        if key is None:
+            if "hf_endpoint" in self.preset:
+                self.preset["hub"], self.inferred["hub"] = "huggingface", "hf_endpoint"
+            return
+        raw = str(self.preset[key]).strip()
+        entry = lookup(raw)
+        if key == "model_path":
+            hub = "local"
+        elif entry is not None and entry.bundled and raw == self.ctx.demo_alias():
+            hub = "demo"
+            self.used.add(key)  # what `hub: demo` means: nothing more to ask
+        elif entry is not None or hubs.is_repo_id(raw):
+            hub = hubs.which("auto")
+            if entry is not None and not getattr(entry, "ms" if hub == "modelscope" else "hf"):
+                hub = "huggingface" if hub == "modelscope" else "modelscope"
+        elif raw and Path(raw).expanduser().exists():
+            hub = "local"
+            self.preset["model_path"] = self.preset.pop(key)  # `model: ./my-model` names a folder
+            key = "model_path"
+        else:
+            return  # the model answer is checked, and refused with its key, where it is asked
+        self.preset["hub"], self.inferred["hub"] = hub, key
+
+    def _problem(self, exc: UserError) -> None:
+        """A bad answer: at a terminal it stops here; from a file without one, it is listed with the others."""
+        if self.interactive:
+            raise exc
+        self.problems += exc.problems
+        if exc.hint and exc.hint not in self.hints:
+            self.hints.append(exc.hint)
 
     # ------------------------------------------------------------------ the question loop
-    def ask_questions(self) -> dict:
+    def ask_questions(self, a: dict | None = None) -> dict:
+        """Walk the questions. With `a` (answers so far, after a change or an edit at the summary), an answer
+        already given stays; an answer the recommended settings filled in is filled in again (it may follow
+        the change), and a question that no longer applies is dropped."""
         order = [q for q in Qs.QUESTIONS if q.id not in FLOW_OWNED]
         index = {q.id: n for n, q in enumerate(order)}
-        a: dict = {}
+        a = {} if a is None else a
         i = 0
         while i < len(order):
             q = order[i]
             mode = self._mode(q, a)
             if mode == "skip":
+                a.pop(q.id, None)
+                self.filled.discard(q.id)
+                i += 1
+                continue
+            if q.id in a and q.id not in self.filled:
                 i += 1
                 continue
             if q.id == "use_recommended":
@@ -69,20 +139,36 @@ class Flow:
                 self.recommended_panel(a)
             value = self._answer(q, a, mode)
             a[q.id] = value
-            self._after(q, a)
+            if q.id not in self.standins:  # a bad answer's stand-in gets no panel, no hub check
+                self._after(q, a)
             if q.back_to and value is False:
                 if not self.interactive:
-                    raise UserError(f"{self.source}: {q.id}: answered no, and there is no one to ask for "
-                                    f"another {q.back_to}", hint=f"change {q.back_to} in the answers file")
+                    self._problem(UserError(f"{self.source}: {q.id}: answered no, and there is no one to ask for "
+                                            f"another {q.back_to}", hint=f"change {q.back_to} in the answers file"))
+                    i += 1
+                    continue
                 for later in order[index[q.back_to]:i + 1]:
                     a.pop(later.id, None)
                     self.preset.pop(later.id, None)  # ask the person this time, not the file again
                 i = index[q.back_to]
                 continue
             i += 1
-        for unused in sorted(set(self.preset) - self.used - set(FLOW_OWNED)):
-            self.console.print(f"[yellow]note:[/] {self.source}: '{unused}' not used (it does not apply "
-                               "to the answers given above)")
+        unused = sorted(set(self.preset) - self.used - set(FLOW_OWNED) - self.noted)
+        self.noted.update(unused)
+        bad_answers = bool(self.problems)
+        for key in unused:
+            why = f"it is asked only with {Qs.ASKED_WHEN[key]}" if key in Qs.ASKED_WHEN else \
+                "it does not apply to the answers above"
+            if self.interactive:
+                self.console.print(f"[yellow]note:[/] {self.source}: '{key}' not used ({why})")
+            elif not bad_answers:  # after a bad answer, its stand-in may be why: that answer comes first
+                self.problems.append(f"{self.source}: '{key}' ({Qs.BY_ID[key].prompt}) is not asked with these "
+                                     f"answers: {why}")
+                hint = "remove the key, or change the answer it depends on"
+                if hint not in self.hints:
+                    self.hints.append(hint)
+        if self.problems:
+            raise UserError(self.problems, hint="\n".join(self.hints))
         return a
 
     def _mode(self, q: Qs.Question, a: dict) -> str:
@@ -96,21 +182,43 @@ class Flow:
     def _answer(self, q: Qs.Question, a: dict, mode: str) -> Any:
         if q.id in self.preset:
             self.used.add(q.id)
-            value = self._from_file(q, self.preset[q.id], a)
-            self._record(q, value, "from " + Path(self.source).name)
+            try:
+                value = self._from_file(q, self.preset[q.id], a)
+            except UserError as exc:
+                self._problem(exc)
+                self.standins.add(q.id)
+                return Qs.default(q, a, self.ctx)  # a stand-in, to find the file's other problems
+            key = self.inferred.get(q.id)
+            self._record(q, value, f"from {key} in {Path(self.source).name}" if key else
+                         "from " + Path(self.source).name)
             return value
         if mode == "fill":
+            self.filled.add(q.id)
             return Qs.default(q, a, self.ctx)
+        self.filled.discard(q.id)
+        if q.id in self.implied:  # typed in the list above it: the id itself, checked like a typed answer
+            value = self.implied.pop(q.id)
+            err = A.check(q, value, a, self.ctx)
+            if err is None:
+                self._record(q, value, "typed in the list")
+                return value
+            self._header(q.step)
+            self.console.print(f"  [yellow]{err}[/]")
+            return self.prompt(q, a, default=value)
         if self.use_defaults or not self.interactive:
             if not self.use_defaults:
-                raise UserError(f"{self.source} has no answer for '{q.id}' ({q.prompt}), and stdin is not a "
-                                "terminal to ask", hint=f"add `{q.id}: ...` to it, or pass --defaults to take "
-                                "the recommended answer for everything it leaves out")
+                self._problem(UserError(f"{self.source} has no answer for '{q.id}' ({q.prompt}), and stdin is "
+                                        "not a terminal to ask", hint="add each missing answer to it, or pass "
+                                        "--defaults to take the recommended answer for everything it leaves out"))
+                self.standins.add(q.id)
+                return Qs.default(q, a, self.ctx)
             value = Qs.default(q, a, self.ctx)
             err = A.check(q, value, a, self.ctx)
             if err:
-                raise UserError(f"--defaults: '{q.id}' ({q.prompt}) has no usable default: {err}",
-                                hint=f"answer it in an answers file (`{q.id}: ...`) and pass --answers FILE")
+                self._problem(UserError(f"--defaults: '{q.id}' ({q.prompt}) has no usable default: {err}",
+                                        hint=f"answer it in an answers file (`{q.id}: ...`) and pass --answers FILE"))
+                self.standins.add(q.id)
+                return value
             self._record(q, value, "recommended" if q.step == 6 else "default")
             return value
         self._header(q.step)
@@ -158,28 +266,39 @@ class Flow:
                                "will say if it does not exist[/]")
         elif q.id == "dataset_path":
             self.dataset_panel(a)
+        elif q.id == "dataset_hub" and a.get("hub") in hubs.TITLES:
+            self.console.print(f"  [dim]downloaded from {hubs.TITLES[a['hub']]} when the run starts (the spec "
+                               f"says so: data.train hub {a['hub']})[/]")
 
     # ------------------------------------------------------------------ one prompt
-    def prompt(self, q: Qs.Question, a: dict) -> Any:
+    def prompt(self, q: Qs.Question, a: dict, default: Any = None) -> Any:
         import questionary
 
-        dflt = Qs.default(q, a, self.ctx)
+        dflt = default if default is not None else self.prev.get(q.id, Qs.default(q, a, self.ctx))
         self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
         if q.kind == "select":
             opts = Qs.options(q, a, self.ctx)
             choices, group = [], None
             for o in opts:
                 if o.group and o.group != group:
-                    choices.append(questionary.Separator(f"── {o.group}"))
+                    choices.append(questionary.Separator(f"── {o.group}"))  # a heading: never an answer
                     group = o.group
                 choices.append(questionary.Choice(o.title, value=o.value))
             known = dflt in [o.value for o in opts]
-            # A long list (the catalog) filters as you type; j/k then type letters instead of moving.
-            long_list = len(opts) > 12
-            return questionary.select(q.prompt, choices=choices, default=dflt if known else None,
-                                      use_search_filter=long_list, use_jk_keys=not long_list,
-                                      instruction=f"(↑/↓,{' type to filter,' if long_list else ''} Enter)",
-                                      ).unsafe_ask()
+            if len(opts) <= 12:
+                return questionary.select(q.prompt, choices=choices, default=dflt if known else None,
+                                          use_jk_keys=True, instruction="(↑/↓, Enter)").unsafe_ask()
+            # A long list (the catalog) filters as you type; a filter that matches nothing may be an id.
+            from wizard.init.picker import Typed, filter_select
+
+            value = filter_select(q.prompt, choices, dflt if known else None, typed=self._typed_title(q)).unsafe_ask()
+            if not isinstance(value, Typed):
+                return value
+            implied = q.other(value.text, self.ctx) if q.other else None
+            if not implied:  # the picker offers only what `other` takes; kept as a guard
+                raise UserError(f"{q.id}: '{value.text}' is not one of the choices")
+            self.implied.update({k: v for k, v in implied.items() if k != q.id})
+            return implied[q.id]
         if q.kind == "confirm":
             return bool(questionary.confirm(q.prompt, default=bool(dflt)).unsafe_ask())
 
@@ -196,6 +315,14 @@ class Flow:
         else:
             raw = questionary.text(q.prompt, default=fmt(dflt), validate=validate, **PROMPT_KW).unsafe_ask()
         return A.coerce(q, raw, a, self.ctx)
+
+    def _typed_title(self, q: Qs.Question):
+        """For a filter that matches no choice: the line that offers the text itself, where it can be an id."""
+        def title(text: str) -> str | None:
+            if q.other is None or not hubs.is_repo_id(text) or not q.other(text, self.ctx):
+                return None
+            return f"use '{text}' as a hub id"
+        return title
 
     def confirm(self, qid: str, prompt: str, default: bool) -> bool:
         """A flow-owned yes/no (overwrite, start): the answers file, else a person, else an error."""
@@ -308,7 +435,7 @@ class Flow:
         self.console.print(Panel(Group(head, Text("First example:", style="dim"), body, notes),
                                  title=str(a["dataset_path"]), title_align="left", expand=False))
 
-    def summary(self, spec, spec_file: str, endpoint: str) -> None:
+    def summary(self, spec, spec_file: str, endpoint: str) -> Fit:
         from wizard.spec import yaml_writer as spec_yaml
 
         self._header(8)
@@ -322,7 +449,7 @@ class Flow:
                 value = " · ".join(f"{k} {v}" for k, v in _flatten(value))
             t.add_row(section, fmt(value))
         self.console.print(t)
-        self.estimate_panel(spec)
+        fit = self.estimate_panel(spec)
         lines = Text()
         lines.append("Spec file:  ", style="bold")
         lines.append(f"{spec_file}\n")
@@ -331,17 +458,19 @@ class Flow:
             lines.append(f"export HF_ENDPOINT={shlex.quote(endpoint)}\n            ")
         lines.append(f"tune-wizard run {shlex.quote(spec_file)}")
         self.console.print(Panel(lines, expand=False, border_style="cyan"))
+        return fit
 
-    def estimate_panel(self, spec) -> None:
+    def estimate_panel(self, spec) -> Fit:
         avail, where = self.ctx.memory()
         try:
-            from wizard.estimate import PART_LABELS, estimate_for_spec, verdict
+            from wizard.estimate import PART_LABELS, estimate_for_spec, fitting_change, verdict
 
             b = estimate_for_spec(spec, self.ctx.hardware)
             fits, advice = verdict(b, avail) if avail else (None, [])
+            change = fitting_change(b, avail) if fits is False else None
         except Exception as exc:  # noqa: BLE001 - the estimate is advice; the wizard goes on without it
             self.console.print(f"  [yellow]no memory estimate ({type(exc).__name__}: {exc})[/]")
-            return
+            return Fit(None)
         t = Table(show_header=True, box=None, padding=(0, 2))
         t.add_column("part")
         t.add_column("GiB", justify="right")
@@ -357,6 +486,66 @@ class Flow:
         body += [Text(str(n), style="dim") for n in getattr(b, "notes", [])[:3]]
         self.console.print(Panel(Group(*body), title="Memory estimate", title_align="left", expand=False,
                                  border_style="green" if fits else "yellow"))
+        return Fit(fits, float(b.total_gb), avail, where, change)
+
+    # ------------------------------------------------------------------ a spec the estimate says won't fit
+    def fit_choice(self, fit: Fit, a: dict) -> tuple[str, dict | None]:
+        """Asked when the estimate says the spec does not fit: ("apply", the answers the estimate's one
+        fitting change stands for) / ("edit", None): the hyperparameters again / ("write", None)."""
+        import questionary
+
+        changed = A.change_answers(fit.change, a, self.ctx)
+        choices = []
+        if changed:
+            choices.append(questionary.Choice(f"Apply the suggested change: {fit.change}", value="apply"))
+        choices += [questionary.Choice("Edit the hyperparameters", value="edit"),
+                    questionary.Choice("Write it anyway (training will likely run out of memory)", value="write")]
+        if changed:
+            self.console.print(f"  [dim]Apply: [bold]{fit.change}[/bold], the one change that alone fits by the "
+                               "estimate.[/]")
+        self.console.print("  [dim]Edit: the hyperparameter questions again, offering the values above.[/]")
+        pick = questionary.select(f"The estimate says this does not fit ({fit.total_gb:.1f} of {fit.avail:.1f} GiB). "
+                                  "What now?", choices=choices, default=choices[0].value, use_jk_keys=True,
+                                  instruction="(↑/↓, Enter)").unsafe_ask()
+        return pick, (changed if pick == "apply" else None)
+
+    def apply_change(self, a: dict, changed: dict, change: str) -> None:
+        """Take the estimate's change into the answers; a run name that was the default follows the method."""
+        name_q = Qs.BY_ID["name"]
+        old_name = Qs.default(name_q, a, self.ctx)
+        for qid, value in changed.items():
+            a[qid] = value
+            self.filled.discard(qid)
+            self.preset.pop(qid, None)
+        self._header(6)
+        self.console.print(f"  [green]✓[/] applied [bold]{change}[/]")
+        if a.get("name") == old_name and "task" in changed:
+            a["name"] = Qs.default(name_q, a, self.ctx)
+            self.console.print(f"  [green]✓[/] {name_q.prompt} [bold]{a['name']}[/] [dim](follows the method)[/]")
+
+    def edit_tuning(self, a: dict, change: str | None) -> None:
+        """Back to the hyperparameters: each is asked again, offering the value it has now."""
+        tuning = [q for q in Qs.QUESTIONS if q.tuning]
+        self.prev = {q.id: a[q.id] for q in tuning if q.id in a}
+        path = (change or "").partition(":")[0]
+        qid = "task" if path == "method" else Qs.question_for(path) if path else None
+        if qid and Qs.BY_ID[qid].advanced:
+            self.prev["advanced"] = True  # the change the estimate names is among the advanced settings
+        for q in tuning:
+            a.pop(q.id, None)
+            self.preset.pop(q.id, None)  # ask the person this time, not the file again
+            self.filled.discard(q.id)
+        a["use_recommended"] = False
+        self.filled.discard("use_recommended")
+        self.preset.pop("use_recommended", None)
+
+    def fit_warning(self, fit: Fit, how: str) -> None:
+        change = f"; the one change that fits: {fit.change}" if fit.change else ""
+        self.console.print(Panel(Text.from_markup(
+            f"[bold red]✗ The estimate says this run does not fit:[/] about {fit.total_gb:.1f} GiB needed, "
+            f"{fit.avail:.1f} GiB available ({fit.where}); written anyway ({how}){change}. Training will likely "
+            "stop out of memory: change the spec first (`tune-wizard estimate SPEC` explains the figure)."),
+            border_style="red", expand=False))
 
 
 def _flatten(d: dict, prefix: str = ""):
@@ -365,7 +554,8 @@ def _flatten(d: dict, prefix: str = ""):
         if isinstance(v, dict) and v:
             yield from _flatten(v, key)
         elif isinstance(v, list) and v and isinstance(v[0], dict):
-            yield key, ", ".join(str(s.get("path", s)) + (f"#{s['sample']}" if s.get("sample") else "") for s in v)
+            yield key, ", ".join(str(s.get("path", s)) + (f"#{s['sample']}" if s.get("sample") else "")
+                                 + (f" ({s['hub']})" if s.get("hub") not in (None, "auto") else "") for s in v)
         else:
             yield key, fmt(v)
 
@@ -431,11 +621,26 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
     flow = Flow(ctx, console, interactive=interactive, use_defaults=use_defaults, answers_file=answers_file)
     flow.welcome()
     a = flow.ask_questions()
-    # Default file: ./<name>.yaml, beside where the wizard was started, so `tune-wizard run` finds it there.
-    path = ctx.out or Path(f"{a['name']}.yaml")
-    endpoint = a.get("hf_endpoint", "")
-    spec = from_dict(A.build_spec_dict(a, ctx, path), source="wizard answers")
-    flow.summary(spec, shown(path), endpoint)
+    while True:
+        bad = A.model_problem(a, ctx)
+        if bad:  # never a spec whose model.id is a heading, a stray word or a missing path
+            raise UserError(f"{flow.source if bad[0] in flow.preset else 'the answers'}: {bad[0]}: {bad[1]}",
+                            hint="a catalog alias, an owner/name hub id, or a folder holding the model")
+        # Default file: ./<name>.yaml, beside where the wizard was started, so `tune-wizard run` finds it there.
+        path = ctx.out or Path(f"{a['name']}.yaml")
+        endpoint = a.get("hf_endpoint", "")
+        spec = from_dict(A.build_spec_dict(a, ctx, path), source="wizard answers")
+        fit = flow.summary(spec, shown(path), endpoint)
+        if fit.fits is not False or not interactive or use_defaults:  # --defaults asks nothing: it warns below
+            break
+        pick, changed = flow.fit_choice(fit, a)
+        if pick == "write":
+            break
+        if pick == "apply" and changed:
+            flow.apply_change(a, changed, fit.change or "")
+        else:
+            flow.edit_tuning(a, fit.change)
+        a = flow.ask_questions(a)
     final = choose_file(flow, path)
     if final != path:  # dataset paths are written relative to the spec's folder
         spec = from_dict(A.build_spec_dict(a, ctx, final), source="wizard answers")
@@ -445,6 +650,9 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
               f"Check it: tune-wizard validate {shlex.quote(shown(final))}{mirror}\n")
     spec_yaml.write(spec, final, header)
     console.print(f"\n[green]✓ wrote {shown(final)}[/]")
+    if fit.fits is False:
+        flow.fit_warning(fit, "--defaults" if use_defaults else "you said so" if interactive else
+                         "--answers without a terminal")
     if ctx.no_start:
         console.print(f"Start it with: [bold]tune-wizard run {shlex.quote(shown(final))}[/]")
         return final, False
@@ -454,8 +662,8 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
             start = flow.confirm("start", "Start training now?", True)
         elif use_defaults or not interactive:
             start = True
-        else:
-            start = flow.confirm("start", "Start training now?", True)
+        else:  # a spec the estimate says won't fit, written anyway: Enter does not start it
+            start = flow.confirm("start", "Start training now?", fit.fits is not False)
     except KeyboardInterrupt:
         raise CancelledAfterWrite(f"cancelled; {shown(final)} is written: start it with "
                                   f"`tune-wizard run {shlex.quote(shown(final))}`") from None

@@ -205,6 +205,15 @@ def _dataset_other(value: Any, ctx: Context) -> dict | None:
     return {"dataset": "hub", "dataset_hub": v} if HUB_DATASET.match(v) else None
 
 
+def _check_dataset_hub(v: str, a: dict, ctx: Context) -> str | None:
+    if not HUB_DATASET.match(v):
+        return "owner/name or owner/name#N"
+    hub = a.get("hub", "")
+    if hub in HUB_TITLES and ctx.hub_has_model(hub, v.partition("#")[0], kind="dataset") is False:
+        return f"{HUB_TITLES[hub]} has no dataset '{v.partition('#')[0]}'; check the spelling (and the hub)"
+    return None
+
+
 def _check_dataset_path(v: str, a: dict, ctx: Context) -> str | None:
     p = Path(v).expanduser()
     if not p.is_file():
@@ -324,9 +333,11 @@ QUESTIONS: list[Question] = [
       when=lambda a, c: a.get("dataset") == "local"),
     Q("dataset_confirm", "confirm", 5, "Use this dataset?", help="No asks for another file.",
       default=lambda a, c: True, when=lambda a, c: a.get("dataset") == "local", back_to="dataset_path"),
+    # The model's hub is the dataset's too (the spec names it on the source): the help says so.
     Q("dataset_hub", "text", 5, "Dataset id (owner/name, #N samples N rows)", spec="data.train",
-      help="e.g. AI-ModelScope/alpaca-gpt4-data-en#500; downloaded when the run starts.",
-      validate=lambda v, a, c: None if HUB_DATASET.match(v) else "owner/name or owner/name#N",
+      help="e.g. AI-ModelScope/alpaca-gpt4-data-en#500; downloaded from the model's hub (ModelScope or Hugging "
+           "Face) when the run starts.",
+      validate=_check_dataset_hub,
       when=lambda a, c: a.get("dataset") == "hub"),
     Q("use_recommended", "confirm", 6, "Use the recommended settings?",
       help="Yes takes the values above; No asks for each of them.", default=lambda a, c: True),
@@ -382,6 +393,17 @@ QUESTIONS: list[Question] = [
       default=lambda a, c: True, when=lambda a, c: not c.no_start),
 ]
 BY_ID = {q.id: q for q in QUESTIONS}
+# When a question is asked, in words, for an answers-file key whose question the other answers skip.
+_ADAPTER = f"method lora or qlora (task {', '.join(p for p in TASK_PAIRS if not p.endswith('-full'))})"
+ASKED_WHEN = {
+    "hf_endpoint": "hub: huggingface", "model": "hub: huggingface or modelscope",
+    "model_id": "model: other (or a `model: owner/name`)", "model_path": "hub: local",
+    "dpo_adapter": "a dpo task", "dpo_beta": "a dpo task", "dataset_path": "dataset: local (or a `dataset: FILE`)",
+    "dataset_confirm": "dataset: local", "dataset_hub": "dataset: hub (or a `dataset: owner/name`)",
+    "lora_r": _ADAPTER, "lora_alpha": _ADAPTER, "lora_dropout": _ADAPTER, "target_modules": _ADAPTER,
+    "batching": "an sft task", "batch_tokens": "an sft task batching tokens",
+    "batch_size": "batching: rows, or a dpo task",
+}
 
 
 def help_text(q: Question) -> str:
