@@ -183,9 +183,16 @@ def test_library_warnings_go_to_the_log_tail_not_through_the_frame(tmp_path):
     lg = logging.getLogger("transformers")
     before = list(lg.handlers)
     assert any(type(h) is logging.StreamHandler for h in before)
-    rep, buf = _live(tmp_path, height=50)
-    rep.on_start(RunInfo(**{**INFO.__dict__, "run_dir": str(tmp_path)}))
-    hf_logging.get_logger("transformers.trainer").warning("gradient checkpointing disables use_cache")
-    assert [e.text for e in rep.state.events] == ["transformers.trainer: gradient checkpointing disables use_cache"]
-    rep.close()
+    # Warnings on, whatever an earlier test in this process left (the CLI's quiet_libraries lowers them to errors).
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        rep, buf = _live(tmp_path, height=50)
+        rep.on_start(RunInfo(**{**INFO.__dict__, "run_dir": str(tmp_path)}))
+        hf_logging.get_logger("transformers.trainer").warning("gradient checkpointing disables use_cache")
+        assert [e.text for e in rep.state.events] == [
+            "transformers.trainer: gradient checkpointing disables use_cache"]
+        rep.close()
+    finally:
+        hf_logging.set_verbosity(verbosity)
     assert lg.handlers == before
