@@ -46,11 +46,24 @@ def auto_dtype(ref: str) -> str:
     return next((name for name in PRECISIONS if torch_dtype(name) == dtype), "bf16")
 
 
+def merged_model(ref: str, dtype, gpu: bool = True):
+    """`load_for_inference` with the adapter merged and nothing of training or of bitsandbytes left in the config."""
+    from wizard.inference.loading import load_for_inference
+
+    loaded = load_for_inference(ref, dtype=dtype, merge=True, gpu=gpu)
+    model = loaded.model
+    if hasattr(model, "peft_config"):  # merge=True already unloaded peft; a leftover would need peft to load
+        raise RuntimeError("the adapter was not merged (model still wraps peft)")
+    model.config.use_cache = True  # training turns the cache off; inference wants it back
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(model.config, key):
+            delattr(model.config, key)
+    return loaded
+
+
 def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: bool = False,
               log=print) -> Path:
     """Write the merged model of run folder `ref` to `out` (default RUN_DIR/merged); return the folder."""
-    from wizard.inference.loading import load_for_inference
-
     run_dir = Path(ref)
     if not rf.is_run_dir(run_dir):
         raise UserError(f"{ref}: not a run folder (no spec.yaml and run.json), so there is no adapter to merge",
@@ -64,14 +77,8 @@ def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: boo
         raise UserError(f"--dtype {dtype}: expected one of auto, {', '.join(PRECISIONS)}")
     t0 = time.time()
     log(f"loading {run_dir} in {dtype} ...")
-    loaded = load_for_inference(str(run_dir), dtype=torch_dtype(dtype), merge=True)
+    loaded = merged_model(str(run_dir), torch_dtype(dtype))
     model = loaded.model
-    if hasattr(model, "peft_config"):  # merge=True already unloaded peft; a leftover would need peft to load
-        raise RuntimeError("the adapter was not merged (model still wraps peft)")
-    model.config.use_cache = True  # training turns the cache off; inference wants it back
-    for key in ("quantization_config", "_pre_quantization_dtype"):
-        if hasattr(model.config, key):
-            delattr(model.config, key)
     # Write beside the target and swap in, so a failed export never leaves a half folder that looks complete.
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -64,8 +64,9 @@ def inference_dtype():
     return torch_dtype("fp32" if name == "fp16" else name)
 
 
-def load_for_inference(ref: str, dtype=None, merge: bool = False) -> Loaded:
-    """`ref`: a run folder (its adapter on its base model), or anything `model.id` accepts.
+def load_for_inference(ref: str, dtype=None, merge: bool = False, gpu: bool = True) -> Loaded:
+    """`ref`: a run folder (its adapter on its base model), or anything `model.id` accepts. `gpu=False` keeps
+    the model on the CPU where a GPU exists (the 4-bit export moves one layer at a time there itself).
 
     A QLoRA adapter is applied to the base loaded in 16/32-bit, not 4-bit: the adapter was trained
     against dequantized weights, and this is the form that merges and exports cleanly.
@@ -92,7 +93,7 @@ def load_for_inference(ref: str, dtype=None, merge: bool = False) -> Loaded:
         model = PeftModel.from_pretrained(model, files.adapter)
         if merge:
             model = model.merge_and_unload()
-    if torch.cuda.is_available():
+    if gpu and torch.cuda.is_available():
         model.to("cuda")
     model.eval()
     return Loaded(model, tokenizer, name, base_id, files.adapter)
