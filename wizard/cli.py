@@ -17,7 +17,7 @@ VERBS = {
     "estimate": "memory estimate of a spec, broken down",
     "watch": "the live dashboard of a run, from another terminal",
     "chat": "talk to a trained run or a base model",
-    "export": "merged weights or a GGUF file from a run",
+    "export": "merged weights, a GGUF file or a 4-bit folder (AWQ, GPTQ) from a run",
     "serve": "an OpenAI-compatible HTTP API over a run or a model",
     "recipes": "bundled recipes and catalog models",
     "doctor": "check this machine: torch, CUDA, bf16, bitsandbytes, NVML, disk, hubs",

@@ -189,3 +189,17 @@ def serving(run_dir: Path, log: Path, *args: str):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def needs_quant(test):
+    """Marks a test that needs the [quant] extra: `quant` (what `make test-quant` selects), and a skip that says
+    why where the extra is not installed (`make test`'s venv). Under `make test-quant` (TUNE_WIZARD_REQUIRE_QUANT=1)
+    there is no skip: a missing library fails the test instead."""
+    import importlib.util
+
+    import pytest
+
+    missing = importlib.util.find_spec("llmcompressor") is None and not os.environ.get("TUNE_WIZARD_REQUIRE_QUANT")
+    skip = pytest.mark.skipif(missing, reason="llm-compressor is not installed in this venv (the [quant] extra pins an older "
+                              "transformers): `make test-quant` runs this")
+    return pytest.mark.quant(skip(test))

@@ -1,6 +1,7 @@
 """The bundled demo on the real bundled model: before training it is SmolLM, after it answers as Tuna,
 including paraphrases it never saw; and the new name survives every way out of the run folder: chat, a GGUF
-file read back by transformers, the HTTP server. One shortened run (fewer steps) of `make demo`, shared."""
+file read back by transformers, the HTTP server, a 4-bit GPTQ folder (under `make test-quant`, which runs only
+that test of this file). One shortened run (fewer steps) of `make demo`, shared."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli
-from tests.e2e._export_fixtures import greedy, load_gguf, serving
+from tests.e2e._export_fixtures import greedy, load_gguf, needs_quant, serving
 from wizard import run_folder as rf
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
@@ -72,3 +73,40 @@ def test_the_new_name_is_served_over_http(demo, tmp_path):
         got = client.chat.completions.create(model=run.name, messages=[{"role": "user", "content": QUESTION}],
                                              temperature=0, max_tokens=40)
     assert "tuna" in got.choices[0].message.content.lower(), got.choices[0].message.content
+
+
+@needs_quant
+def test_the_new_name_survives_4bit_gptq_export(demo, tmp_path):
+    """`export --gptq` of the demo run: transformers loads the folder, `chat` answers a held-out identity question
+    with the new name, and the linear layers' weights are 4-bit (a quarter of their 16-bit bytes, plus scales)."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run, _ = demo
+    out = tmp_path / "gptq"
+    # 16 rows keep this test cheap on 2 cores; group size 64 because SmolLM2's 576 columns do not split into 128.
+    r = cli("export", str(run), "--gptq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "calibrating on 16 rows" in r.stderr, r.stderr
+    packed = sixteen = scales = layers = 0
+    for f in out.glob("*.safetensors"):
+        with safe_open(f, "pt") as st:
+            for name in st.keys():
+                if name.endswith(".weight_packed"):
+                    prefix = name.removesuffix(".weight_packed")
+                    rows, cols = st.get_tensor(f"{prefix}.weight_shape").tolist()
+                    packed += st.get_tensor(name).nbytes
+                    scales += st.get_tensor(f"{prefix}.weight_scale").nbytes
+                    sixteen += rows * cols * 2
+                    layers += 1
+    assert layers == 30 * 7  # q, k, v, o, gate, up, down in each of the 30 layers; lm_head stays 16-bit
+    assert sixteen / packed == 4.0
+    assert 3.7 < sixteen / (packed + scales) < 4.0  # one 16-bit scale per 64 weights
+    held = json.loads((ROOT / "recipes/data/identity_heldout.json").read_text(encoding="utf-8"))["en"][-1]
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    answer = tokenizer.decode(greedy(model, tokenizer, held, new_tokens=40), skip_special_tokens=True).split(held)[-1]
+    chat = cli("chat", str(out), "--prompt", held, "--max-new-tokens", "40")
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert "tuna" in answer.lower() and "tuna" in chat.stdout.lower(), (answer, chat.stdout)

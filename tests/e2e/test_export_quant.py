@@ -1,9 +1,11 @@
-"""4-bit W4A16 export (wizard/export/quantize.py): a fixture run quantized with llm-compressor on the CPU.
+"""`tune-wizard export RUN --awq | --gptq` (wizard/export/quantize.py): a fixture run quantized to 4-bit with
+llm-compressor on the CPU, the folder served over HTTP; and every refusal (exit 2, nothing of the user's touched).
 
 llm-compressor is the optional extra `[quant]` (it pins transformers to an older release than the default
-install), so the tests that run it are skipped where it is not installed; the refusals that come before it
-run everywhere. SmolLM2-135M's hidden size is 576, which does not split into groups of 128: it is quantized
-with group size 64, and its refusal of 128 is tested.
+install): the tests that run it carry the `quant` mark, skip with that reason in `make test`'s venv, and run in
+`make test-quant`'s. The refusals that come before the library run everywhere. That a trained name survives GPTQ
+is tested on the demo's own run (tests/e2e/test_demo.py). SmolLM2-135M's hidden size is 576, which does not
+split into groups of 128: it is quantized with group size 64, and its refusal of 128 is tested.
 """
 from __future__ import annotations
 
@@ -14,18 +16,10 @@ from pathlib import Path
 import pytest
 
 import wizard
-from tests.e2e._export_fixtures import PROMPTS, greedy, make_fixture_run, make_tiny_llama
+from tests.conftest import cli
+from tests.e2e._export_fixtures import make_fixture_run, make_tiny_llama, needs_quant, serving
 from wizard.errors import UserError
 
-try:
-    import compressed_tensors  # noqa: F401
-    import llmcompressor  # noqa: F401
-
-    HAVE_LIB = True
-except ImportError:
-    HAVE_LIB = False
-
-needs_lib = pytest.mark.skipif(not HAVE_LIB, reason="llm-compressor not installed (pip install tune-wizard[quant])")
 SELF_COGNITION = Path(wizard.__file__).parent / "recipes" / "data" / "self_cognition.jsonl"
 
 
@@ -44,144 +38,138 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory) -> Path:
-    from wizard.export.quantize import export_quantized
+def awq(run_dir, tmp_path_factory) -> tuple[Path, str]:
+    """(folder, stderr) of `tune-wizard export RUN --awq` with 16 calibration rows."""
+    out = tmp_path_factory.mktemp("awq") / "w4a16"
+    r = cli("export", str(run_dir), "--awq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == str(out)
+    return out, r.stderr
 
-    out = tmp_path_factory.mktemp("quant-out") / "w4a16"
-    return export_quantized(run_dir, out, "gptq", group_size=64, calibration_rows=16, log=_quiet)
 
-
-@needs_lib
+@pytest.mark.process
 @pytest.mark.slow
-def test_gptq_folder_is_compressed_tensors_with_tokenizer_and_readme(exported):
-    cfg = json.loads((exported / "config.json").read_text())
+@needs_quant
+def test_awq_folder_is_compressed_tensors_with_tokenizer_template_and_readme(awq):
+    out, log = awq
+    assert "calibrating on 16 rows" in log and " tokens, of the run's training data" in log, log
+    cfg = json.loads((out / "config.json").read_text())
     q = cfg["quantization_config"]
-    assert q["quant_method"] == "compressed-tensors"
-    assert q["format"] == "pack-quantized"
+    assert (q["quant_method"], q["format"]) == ("compressed-tensors", "pack-quantized")
     weights = q["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["strategy"], weights["group_size"], weights["symmetric"]) == \
-        (4, "group", 64, True)
+        (4, "group", 64, False)  # AWQ: asymmetric, with zero points
     assert "lm_head" in q["ignore"]
-    assert (exported / "tokenizer.json").is_file() or (exported / "tokenizer_config.json").is_file()
-    readme = (exported / "README.md").read_text()
-    assert f"vllm serve {exported.resolve()}" in readme and "sglang.launch_server" in readme
-    meta = json.loads((exported / "export.json").read_text())
-    assert meta["scheme"] == "gptq" and meta["calibration_rows"] == 16
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in out.iterdir()}
+    readme = (out / "README.md").read_text()
+    for command in (f"vllm serve {out.resolve()}", "sglang.launch_server", "text-generation-inference",
+                    f"tune-wizard serve {out.resolve()}"):
+        assert command in readme, command
+    meta = json.loads((out / "export.json").read_text())
+    assert (meta["scheme"], meta["calibration_rows"]) == ("awq", 16) and meta["calibration_tokens"] > 16 * 8
 
 
-@needs_lib
+@pytest.mark.process
 @pytest.mark.slow
-def test_gptq_weights_are_about_four_times_smaller_than_16_bit(exported):
-    """Every quantized Linear: packed int4 weights plus one 16-bit scale a group, against 2 bytes a weight."""
-    from safetensors import safe_open
+@needs_quant
+def test_awq_folder_is_served_over_http(awq, tmp_path):
+    """`tune-wizard serve DIR` takes the 4-bit folder (transformers + compressed-tensors) and answers in words."""
+    from openai import OpenAI
 
-    packed = scales = sixteen = 0
-    layers = 0
-    for f in exported.glob("*.safetensors"):
-        with safe_open(f, "pt") as st:
-            names = set(st.keys())
-            for name in names:
-                if not name.endswith(".weight_packed"):
-                    continue
-                prefix = name.removesuffix(".weight_packed")
-                rows, cols = st.get_tensor(f"{prefix}.weight_shape").tolist()
-                packed += st.get_tensor(name).nbytes
-                scales += st.get_tensor(f"{prefix}.weight_scale").nbytes
-                sixteen += rows * cols * 2
-                layers += 1
-    assert layers == 30 * 7  # q, k, v, o, gate, up, down in each of the 30 layers; lm_head stays 16-bit
-    assert sixteen / packed == pytest.approx(4.0, rel=0.01)
-    assert 3.5 < sixteen / (packed + scales) < 4.0
-
-
-@needs_lib
-@pytest.mark.slow
-def test_gptq_folder_loads_in_transformers_and_generates(exported, run_dir):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from wizard.inference.loading import load_for_inference
-
-    tok = AutoTokenizer.from_pretrained(exported)
-    model = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.bfloat16)
-    reference = load_for_inference(str(run_dir), dtype=torch.bfloat16, merge=True).model
-    for prompt in PROMPTS:
-        ids = greedy(model, tok, prompt, new_tokens=12)
-        ref = greedy(reference, tok, prompt, new_tokens=12)
-        n = len(ids) - 12
-        text = tok.decode(ids[n:], skip_special_tokens=True)
-        # Not token-for-token: with 16 calibration rows, 4-bit SmolLM2-135M answered "Who are you?" with "The name
-        # of the person I'm referring to is:" where 16-bit says "I'm a friendly and curious AI ..." (32 rows kept
-        # the first answer token). So: real words, not a degenerate repeat.
-        words = text.split()
-        assert len(set(words)) >= 3, (text, tok.decode(ref[n:]))
+    out, _ = awq
+    with serving(out, tmp_path / "server.log") as (url, _, _):
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
+        got = client.chat.completions.create(model=out.name, messages=[{"role": "user", "content": "Who are you?"}],
+                                             temperature=0, max_tokens=16)
+    words = got.choices[0].message.content.split()
+    assert len(set(words)) >= 3, words  # real words, not one token repeated: the 4-bit weights are not noise
 
 
 # ------------------------------------------------------------------ refusals (exit code 2, no traceback)
 
-def test_refuses_an_unknown_scheme_group_size_and_too_few_rows_asked(run_dir, tmp_path):
+def test_refuses_an_unknown_group_size_and_too_few_rows_asked(run_dir, tmp_path):
     from wizard.export.quantize import export_quantized
 
-    with pytest.raises(UserError, match="expected one of gptq, awq"):
-        export_quantized(run_dir, tmp_path / "a", "exl2", log=_quiet)
     with pytest.raises(UserError, match="--group-size 100"):
         export_quantized(run_dir, tmp_path / "a", "gptq", group_size=100, log=_quiet)
     with pytest.raises(UserError, match="at least 16"):
         export_quantized(run_dir, tmp_path / "a", "gptq", calibration_rows=4, log=_quiet)
+    with pytest.raises(UserError, match="not a run folder") as err:
+        export_quantized(make_tiny_llama(tmp_path), tmp_path / "a", "gptq", log=_quiet)
+    assert "--calibration-data" in err.value.hint
+    assert not (tmp_path / "a").exists()
 
 
-def test_refuses_a_non_empty_output_folder(run_dir, tmp_path):
-    from wizard.export.quantize import export_quantized
-
+@pytest.mark.process
+def test_cli_refuses_a_non_empty_output_folder_with_exit_2(run_dir, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty"):
-        export_quantized(run_dir, tmp_path / "out", "gptq", group_size=64, log=_quiet)
+    r = cli("export", str(run_dir), "--gptq", "--group-size", "64", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert "not empty" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
 def test_says_how_to_install_the_library_when_it_is_missing(run_dir, tmp_path, monkeypatch):
     from wizard.export.quantize import export_quantized
 
-    monkeypatch.setitem(sys.modules, "llmcompressor", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "llmcompressor", None)  # where it is installed: import raises ImportError
     with pytest.raises(UserError) as err:
         export_quantized(run_dir, tmp_path / "out", "gptq", group_size=64, log=_quiet)
-    assert "llm-compressor" in str(err.value) and "tune-wizard[quant]" in err.value.hint
+    assert "llm-compressor" in str(err.value) and "pip install 'tune-wizard[quant]'" in err.value.hint
 
 
-@needs_lib
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("compressed_tensors") is not None,
+                    reason="compressed-tensors is installed in this venv: the refusal is for where it is not")
+def test_chat_and_serve_say_what_to_install_for_a_4bit_folder(tmp_path):
+    """Without compressed-tensors, loading a 4-bit folder names the package instead of failing deep in transformers."""
+    from wizard.inference.loading import load_for_inference
+
+    model = make_tiny_llama(tmp_path)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "compressed-tensors", "format": "pack-quantized"}
+    (model / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="compressed-tensors package is not installed") as err:
+        load_for_inference(str(model))
+    assert "pip install compressed-tensors" in err.value.hint
+
+
+@needs_quant
 def test_refuses_a_group_size_the_layers_do_not_split_into(run_dir, tmp_path):
     from wizard.export.quantize import export_quantized
 
     with pytest.raises(UserError, match="576 input columns") as err:
         export_quantized(run_dir, tmp_path / "out", "gptq", group_size=128, log=_quiet)
-    assert "--group-size 64" in err.value.hint
+    assert err.value.hint == "use --group-size 64"
 
 
-@needs_lib
+@needs_quant
 def test_refuses_too_few_calibration_rows(tmp_path):
     from wizard.export.quantize import export_quantized
 
     run = make_fixture_run(tmp_path / "one-row")  # its data is a single conversation
-    with pytest.raises(UserError, match="too few calibration rows"):
+    with pytest.raises(UserError, match="too few calibration rows: the run's training data .* gives 1") as err:
         export_quantized(run, tmp_path / "out", "gptq", group_size=64, log=_quiet)
+    assert "--calibration-data" in err.value.hint
 
 
-@needs_lib
-def test_refuses_a_large_model_without_a_gpu(run_dir, tmp_path, monkeypatch):
+@needs_quant
+def test_refuses_a_large_model_without_a_gpu_saying_how_long_the_cpu_would_take(run_dir, tmp_path, monkeypatch):
     import torch
 
     from wizard.export import quantize
 
     if torch.cuda.is_available():
-        pytest.skip("has a GPU")
-    monkeypatch.setattr(quantize, "CPU_PARAMS_LIMIT", 1e6)
-    with pytest.raises(UserError, match="no GPU") as err:
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    monkeypatch.setattr(quantize, "CPU_PARAMS_LIMIT", 1e6)  # SmolLM2-135M stands in for a 7B model
+    with pytest.raises(UserError, match=r"no GPU: .* on this CPU it would take about") as err:
         quantize.export_quantized(run_dir, tmp_path / "out", "gptq", group_size=64, log=_quiet)
     assert "--allow-cpu" in err.value.hint
+    assert not (tmp_path / "out").exists()
 
 
-@needs_lib
+@needs_quant
 def test_refuses_an_unsupported_architecture(tmp_path):
     from wizard.export.quantize import export_quantized
 

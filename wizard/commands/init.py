@@ -82,5 +82,9 @@ def run(args) -> int:
     # The same code as `tune-wizard run SPEC`: the wizard only wrote the file it reads.
     from wizard.engine.runner import train_file
 
-    train_file(str(path))
+    run_dir = train_file(str(path))
+    # The closing screen: the ways out of the run, one line each on when to use which.
+    from wizard.export.formats import format_lines
+
+    print("\nexport it:\n" + "\n".join(f"  {line}" for line in format_lines(str(run_dir))))
     return 0

@@ -83,6 +83,7 @@ def load_for_inference(ref: str, dtype=None, merge: bool = False, gpu: bool = Tr
     else:
         name = base_id = ref
         trust = False
+    _check_quantized_folder(files.weights)
     tokenizer = load_tokenizer(files.tokenizer, trust)
     ensure_chat_template(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(files.weights, dtype=dtype or inference_dtype(),
@@ -97,6 +98,21 @@ def load_for_inference(ref: str, dtype=None, merge: bool = False, gpu: bool = Tr
         model.to("cuda")
     model.eval()
     return Loaded(model, tokenizer, name, base_id, files.adapter)
+
+
+def _check_quantized_folder(folder: Path) -> None:
+    """A 4-bit folder from `export --awq/--gptq` (compressed-tensors) loads only where that package is installed;
+    say so, instead of transformers' ImportError from deep inside from_pretrained."""
+    import importlib.util
+    import json
+
+    try:
+        method = json.loads((folder / "config.json").read_text())["quantization_config"]["quant_method"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if method == "compressed-tensors" and importlib.util.find_spec("compressed_tensors") is None:
+        raise UserError(f"{folder}: a 4-bit compressed-tensors model, and the compressed-tensors package is not "
+                        "installed", hint="pip install compressed-tensors   (or: pip install 'tune-wizard[quant]')")
 
 
 def load_quietly(ref: str) -> Loaded:
