@@ -12,6 +12,7 @@ on both ends. The bf16 row is the base: the merged model has the same shape and 
 Usage (GPU machine, wheels of llm-compressor and what it needs carried in .whl-quant/, the tokenizer in
 .bench-tok/): python3 bench/quant_export.py --out bench/results
 Check the script anywhere (a tiny shape, CPU allowed, nothing written to bench/results): --smoke
+AWQ (llm-compressor's needs a GPU): --scheme awq; on a GPU, --smoke --scheme awq --out DIR checks the path in a minute
 """
 from __future__ import annotations
 
@@ -117,9 +118,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/quant-bench"))
     ap.add_argument("--tokenizer", type=Path, default=ROOT / ".bench-tok")
     ap.add_argument("--rows", type=int, default=128)
+    ap.add_argument("--scheme", choices=["gptq", "awq"], default="gptq")
     ap.add_argument("--smoke", action="store_true", help="a tiny shape, results to --work only")
     args = ap.parse_args()
-    if args.smoke:
+    if args.smoke and DEVICE == "cpu":
         args.out = args.work / "results"
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -127,7 +129,8 @@ def main() -> None:
 
     gpu = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     res = {"gpu": gpu, "shape": "Qwen2.5-7B", "torch": torch.__version__}
-    path = args.out / f"quant_export_{gpu.replace(' ', '_')}.json"
+    stem = f"quant_export{'_' + args.scheme if args.scheme != 'gptq' else ''}{'_smoke' if args.smoke else ''}"
+    path = args.out / f"{stem}_{gpu.replace(' ', '_')}.json"
 
     def save():
         path.write_text(json.dumps(res, indent=2) + "\n")
@@ -140,9 +143,9 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(run / "adapter")
 
     t = time.time()
-    out = export_quantized(run, args.work / "gptq", "gptq", group_size=128, calibration_rows=args.rows,
+    out = export_quantized(run, args.work / args.scheme, args.scheme, group_size=128, calibration_rows=args.rows,
                            log=lambda s: print(s, flush=True))
-    res["export_gptq_w4a16_g128_s"] = round(time.time() - t, 1)
+    res[f"export_{args.scheme}_w4a16_g128_s"] = round(time.time() - t, 1)
     res["export"] = json.loads((out / "export.json").read_text())
     res["w4a16_folder_mib"] = folder_mib(out)
     save()
@@ -165,6 +168,8 @@ def main() -> None:
                                 return_tensors="pt", return_dict=True)["input_ids"].to(DEVICE),
         max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)[0][-12:])
     save()
+    if args.smoke:
+        return
     b, q = res["bf16_generate"], res["w4a16_generate_transformers"]
     (args.out / f"quant_export_{gpu.replace(' ', '_')}.md").write_text(
         f"# 4-bit export on {gpu} (Qwen2.5-7B shape, random weights, bench/quant_export.py)\n\n"

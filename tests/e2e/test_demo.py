@@ -75,20 +75,40 @@ def test_the_new_name_is_served_over_http(demo, tmp_path):
     assert "tuna" in got.choices[0].message.content.lower(), got.choices[0].message.content
 
 
+
+@pytest.fixture(scope="module")
+def gptq(demo, tmp_path_factory) -> tuple[Path, str]:
+    """(folder, stderr) of `tune-wizard export DEMO_RUN --gptq`: 16 calibration rows keep it cheap on 2 cores; group
+    size 64 because SmolLM2's 576 columns do not split into 128."""
+    run, _ = demo
+    out = tmp_path_factory.mktemp("gptq") / "w4a16"
+    r = cli("export", str(run), "--gptq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == str(out)
+    return out, r.stderr
+
+
+def _held_out() -> str:
+    return json.loads((ROOT / "recipes/data/identity_heldout.json").read_text(encoding="utf-8"))["en"][-1]
+
+
 @needs_quant
-def test_the_new_name_survives_4bit_gptq_export(demo, tmp_path):
-    """`export --gptq` of the demo run: transformers loads the folder, `chat` answers a held-out identity question
-    with the new name, and the linear layers' weights are 4-bit (a quarter of their 16-bit bytes, plus scales)."""
+def test_gptq_folder_is_4bit_compressed_tensors_and_keeps_the_name(gptq):
+    """Transformers loads the folder and answers a held-out identity question with the new name; the linear layers'
+    weights are 4-bit (a quarter of their 16-bit bytes, plus one 16-bit scale per 64)."""
     import torch
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run, _ = demo
-    out = tmp_path / "gptq"
-    # 16 rows keep this test cheap on 2 cores; group size 64 because SmolLM2's 576 columns do not split into 128.
-    r = cli("export", str(run), "--gptq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "calibrating on 16 rows" in r.stderr, r.stderr
+    out, log = gptq
+    assert "calibrating on 16 rows" in log and " tokens, of the run's training data" in log, log
+    q = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert (q["quant_method"], q["format"]) == ("compressed-tensors", "pack-quantized")
+    weights = q["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["strategy"], weights["group_size"], weights["symmetric"]) == \
+        (4, "group", 64, True)
+    meta = json.loads((out / "export.json").read_text())
+    assert (meta["scheme"], meta["calibration_rows"]) == ("gptq", 16) and meta["calibration_tokens"] > 16 * 8
     packed = sixteen = scales = layers = 0
     for f in out.glob("*.safetensors"):
         with safe_open(f, "pt") as st:
@@ -102,11 +122,35 @@ def test_the_new_name_survives_4bit_gptq_export(demo, tmp_path):
                     layers += 1
     assert layers == 30 * 7  # q, k, v, o, gate, up, down in each of the 30 layers; lm_head stays 16-bit
     assert sixteen / packed == 4.0
-    assert 3.7 < sixteen / (packed + scales) < 4.0  # one 16-bit scale per 64 weights
-    held = json.loads((ROOT / "recipes/data/identity_heldout.json").read_text(encoding="utf-8"))["en"][-1]
+    assert 3.7 < sixteen / (packed + scales) < 4.0
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(out)
+    held = _held_out()
     answer = tokenizer.decode(greedy(model, tokenizer, held, new_tokens=40), skip_special_tokens=True).split(held)[-1]
+    assert "tuna" in answer.lower(), answer
+
+
+@needs_quant
+def test_gptq_folder_carries_tokenizer_template_and_serving_readme(gptq):
+    out, _ = gptq
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in out.iterdir()}
+    readme = (out / "README.md").read_text()
+    for command in (f"vllm serve {out.resolve()}", "sglang.launch_server", "text-generation-inference",
+                    f"tune-wizard serve {out.resolve()}"):
+        assert command in readme, command
+
+
+@needs_quant
+def test_chat_and_serve_take_the_gptq_folder(gptq, tmp_path):
+    from openai import OpenAI
+
+    out, _ = gptq
+    held = _held_out()
     chat = cli("chat", str(out), "--prompt", held, "--max-new-tokens", "40")
     assert chat.returncode == 0, chat.stderr[-2000:]
-    assert "tuna" in answer.lower() and "tuna" in chat.stdout.lower(), (answer, chat.stdout)
+    assert "tuna" in chat.stdout.lower(), chat.stdout
+    with serving(out, tmp_path / "server.log") as (url, _, _):
+        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
+        got = client.chat.completions.create(model=out.name, messages=[{"role": "user", "content": QUESTION}],
+                                             temperature=0, max_tokens=40)
+    assert "tuna" in got.choices[0].message.content.lower(), got.choices[0].message.content

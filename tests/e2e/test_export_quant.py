@@ -1,14 +1,15 @@
-"""`tune-wizard export RUN --awq | --gptq` (wizard/export/quantize.py): a fixture run quantized to 4-bit with
-llm-compressor on the CPU, the folder served over HTTP; and every refusal (exit 2, nothing of the user's touched).
+"""`tune-wizard export RUN --awq | --gptq` (wizard/export/quantize.py): every refusal (exit 2, nothing of the
+user's touched). The export itself is tested on the demo's own run (tests/e2e/test_demo.py: GPTQ on the CPU keeps
+the trained name, and chat and serve take the folder); AWQ needs a GPU (bench/quant_export.py --scheme awq).
 
 llm-compressor is the optional extra `[quant]` (it pins transformers to an older release than the default
-install): the tests that run it carry the `quant` mark, skip with that reason in `make test`'s venv, and run in
-`make test-quant`'s. The refusals that come before the library run everywhere. That a trained name survives GPTQ
-is tested on the demo's own run (tests/e2e/test_demo.py). SmolLM2-135M's hidden size is 576, which does not
-split into groups of 128: it is quantized with group size 64, and its refusal of 128 is tested.
+install): the tests that need it carry the `quant` mark, skip with that reason in `make test`'s venv, and run in
+`make test-quant`'s. The refusals that come before the library run everywhere. SmolLM2-135M's hidden size is 576,
+which does not split into groups of 128: its refusal of 128 names 64.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 import wizard
 from tests.conftest import cli
-from tests.e2e._export_fixtures import make_fixture_run, make_tiny_llama, needs_quant, serving
+from tests.e2e._export_fixtures import make_fixture_run, make_tiny_llama, needs_quant
 from wizard.errors import UserError
 
 SELF_COGNITION = Path(wizard.__file__).parent / "recipes" / "data" / "self_cognition.jsonl"
@@ -35,54 +36,6 @@ def run_dir(tmp_path_factory) -> Path:
     rows = SELF_COGNITION.read_text(encoding="utf-8").splitlines()[:40]
     (root / "rows.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return run
-
-
-@pytest.fixture(scope="module")
-def awq(run_dir, tmp_path_factory) -> tuple[Path, str]:
-    """(folder, stderr) of `tune-wizard export RUN --awq` with 16 calibration rows."""
-    out = tmp_path_factory.mktemp("awq") / "w4a16"
-    r = cli("export", str(run_dir), "--awq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.strip() == str(out)
-    return out, r.stderr
-
-
-@pytest.mark.process
-@pytest.mark.slow
-@needs_quant
-def test_awq_folder_is_compressed_tensors_with_tokenizer_template_and_readme(awq):
-    out, log = awq
-    assert "calibrating on 16 rows" in log and " tokens, of the run's training data" in log, log
-    cfg = json.loads((out / "config.json").read_text())
-    q = cfg["quantization_config"]
-    assert (q["quant_method"], q["format"]) == ("compressed-tensors", "pack-quantized")
-    weights = q["config_groups"]["group_0"]["weights"]
-    assert (weights["num_bits"], weights["strategy"], weights["group_size"], weights["symmetric"]) == \
-        (4, "group", 64, False)  # AWQ: asymmetric, with zero points
-    assert "lm_head" in q["ignore"]
-    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in out.iterdir()}
-    readme = (out / "README.md").read_text()
-    for command in (f"vllm serve {out.resolve()}", "sglang.launch_server", "text-generation-inference",
-                    f"tune-wizard serve {out.resolve()}"):
-        assert command in readme, command
-    meta = json.loads((out / "export.json").read_text())
-    assert (meta["scheme"], meta["calibration_rows"]) == ("awq", 16) and meta["calibration_tokens"] > 16 * 8
-
-
-@pytest.mark.process
-@pytest.mark.slow
-@needs_quant
-def test_awq_folder_is_served_over_http(awq, tmp_path):
-    """`tune-wizard serve DIR` takes the 4-bit folder (transformers + compressed-tensors) and answers in words."""
-    from openai import OpenAI
-
-    out, _ = awq
-    with serving(out, tmp_path / "server.log") as (url, _, _):
-        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
-        got = client.chat.completions.create(model=out.name, messages=[{"role": "user", "content": "Who are you?"}],
-                                             temperature=0, max_tokens=16)
-    words = got.choices[0].message.content.split()
-    assert len(set(words)) >= 3, words  # real words, not one token repeated: the 4-bit weights are not noise
 
 
 # ------------------------------------------------------------------ refusals (exit code 2, no traceback)
@@ -120,7 +73,7 @@ def test_says_how_to_install_the_library_when_it_is_missing(run_dir, tmp_path, m
     assert "llm-compressor" in str(err.value) and "pip install 'tune-wizard[quant]'" in err.value.hint
 
 
-@pytest.mark.skipif(__import__("importlib.util").util.find_spec("compressed_tensors") is not None,
+@pytest.mark.skipif(importlib.util.find_spec("compressed_tensors") is not None,
                     reason="compressed-tensors is installed in this venv: the refusal is for where it is not")
 def test_chat_and_serve_say_what_to_install_for_a_4bit_folder(tmp_path):
     """Without compressed-tensors, loading a 4-bit folder names the package instead of failing deep in transformers."""
@@ -155,6 +108,20 @@ def test_refuses_too_few_calibration_rows(tmp_path):
 
 
 @needs_quant
+def test_refuses_awq_without_a_gpu_and_offers_gptq(run_dir, tmp_path):
+    import torch
+
+    from wizard.export.quantize import export_quantized
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    with pytest.raises(UserError, match="no GPU: llm-compressor's AWQ needs one") as err:
+        export_quantized(run_dir, tmp_path / "out", "awq", group_size=64, calibration_rows=16, log=_quiet)
+    assert "use --gptq" in err.value.hint and " min for this model here" in err.value.hint
+    assert not (tmp_path / "out").exists()
+
+
+@needs_quant
 def test_refuses_a_large_model_without_a_gpu_saying_how_long_the_cpu_would_take(run_dir, tmp_path, monkeypatch):
     import torch
 
@@ -163,7 +130,7 @@ def test_refuses_a_large_model_without_a_gpu_saying_how_long_the_cpu_would_take(
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
     monkeypatch.setattr(quantize, "CPU_PARAMS_LIMIT", 1e6)  # SmolLM2-135M stands in for a 7B model
-    with pytest.raises(UserError, match=r"no GPU: .* on this CPU it would take about") as err:
+    with pytest.raises(UserError, match=r"no GPU: .* on the CPU it would take about") as err:
         quantize.export_quantized(run_dir, tmp_path / "out", "gptq", group_size=64, log=_quiet)
     assert "--allow-cpu" in err.value.hint
     assert not (tmp_path / "out").exists()

@@ -10,7 +10,8 @@ read it natively, and transformers loads it where the `compressed-tensors` packa
 llm-compressor is the optional extra `[quant]`: it pins transformers to a narrow range (0.14.0.1:
 transformers>=5.15,<=5.17), so it is imported here only, and only when asked for. It calibrates on the GPU
 when there is one (one decoder layer at a time, so a model that trained as QLoRA quantizes even where it does not
-fit the GPU in 16-bit); on the CPU it runs too, in fp32 (bf16 arithmetic is several times slower on CPUs).
+fit the GPU in 16-bit); GPTQ runs on the CPU too, in fp32 (bf16 arithmetic is several times slower on CPUs), but
+its AWQ needs CUDA (page-locked memory for the cached activations).
 """
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ DEFAULT_CALIBRATION_ROWS = 128
 MAX_CALIBRATION_LENGTH = 2048  # tokens per calibration row; longer rows are cut (GPTQ needs no more)
 # Without a GPU a model over this size is refused unless --allow-cpu: it would take the better part of an hour.
 CPU_PARAMS_LIMIT = 1.5e9
-# GPTQ in fp32 on the CPU, seconds per 100M parameters per calibration row (forward passes dominate), measured on
-# SmolLM2-135M on 2 cores (see the README); the refusal's time estimate scales it by the model and the rows.
-CPU_SECONDS_PER_100M_PARAMS_ROW = 1.5
+# GPTQ in fp32 on the CPU, seconds per 100M parameters per calibration row: SmolLM2-135M with 16 rows took 119 s on 2
+# shared cores. The refusal scales it by the model and the rows: an order of magnitude, which is all it has to say.
+CPU_SECONDS_PER_100M_PARAMS_ROW = 5.5
 QUANT_EXTRA = "pip install 'tune-wizard[quant]'"
 
 
@@ -74,10 +75,15 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
     trust = bool(files.spec and files.spec.model.trust_remote_code)
     params = _check_architecture(files.weights, scheme, group_size, trust)
     cuda = torch.cuda.is_available()
+    if scheme == "awq" and not cuda:
+        raise UserError("no GPU: llm-compressor's AWQ needs one (it keeps calibration activations in page-locked "
+                        "memory, which only a CUDA device provides)",
+                        hint=f"use --gptq, which also runs on the CPU (about {_took(cpu_minutes(params, calibration_rows))} "
+                             "for this model here), or export on a machine with a CUDA GPU")
     if not cuda and params > CPU_PARAMS_LIMIT and not allow_cpu:
-        minutes = cpu_minutes(params, calibration_rows)
-        raise UserError(f"no GPU: llm-compressor calibrates {params / 1e9:.1f}B parameters on a GPU in minutes; "
-                        f"on this CPU it would take about {minutes / 60:.0f} h ({calibration_rows} rows)",
+        raise UserError(f"no GPU: llm-compressor quantizes {params / 1e9:.1f}B parameters on a GPU in minutes; on the "
+                        f"CPU it would take about {_took(cpu_minutes(params, calibration_rows))} ({calibration_rows} "
+                        "calibration rows, 2 cores)",
                         hint="run the export on a machine with a CUDA GPU, or add --allow-cpu to wait for it")
 
     # 16-bit scales whatever the calibration ran in: the serving kernels take fp16/bf16.
@@ -96,7 +102,8 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
     t1 = time.time()
     _oneshot(model, rows, _recipe(scheme, group_size))
     log(f"quantized in {time.time() - t1:.0f} s")
-    model.to(saved_dtype)  # the fp32 weights already hold 4-bit values times their scale: exact in 16-bit
+    # GPTQ left each weight as its 4-bit integer times its scale; in 16-bit it still divides back to that integer.
+    model.to(saved_dtype)
 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -126,6 +133,10 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
 
 def cpu_minutes(params: int, rows: int) -> float:
     return CPU_SECONDS_PER_100M_PARAMS_ROW * params / 1e8 * rows / 60
+
+
+def _took(minutes: float) -> str:
+    return f"{minutes / 60:.0f} h" if minutes >= 90 else f"{max(1, round(minutes))} min"
 
 
 def _tokenizer(folder: Path, trust: bool):
