@@ -20,7 +20,9 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from wizard import run_folder as rf
@@ -35,9 +37,10 @@ DEFAULT_CALIBRATION_ROWS = 128
 MAX_CALIBRATION_LENGTH = 2048  # tokens per calibration row; longer rows are cut (GPTQ needs no more)
 # Without a GPU a model over this size is refused unless --allow-cpu: it would take the better part of an hour.
 CPU_PARAMS_LIMIT = 1.5e9
-# GPTQ in fp32 on the CPU, seconds per 100M parameters per calibration row: SmolLM2-135M with 16 rows took 119 s on 2
-# shared cores. The refusal scales it by the model and the rows: an order of magnitude, which is all it has to say.
-CPU_SECONDS_PER_100M_PARAMS_ROW = 5.5
+# GPTQ in fp32 on the CPU, seconds per 100M parameters per calibration row: SmolLM2-135M with 16 rows took 62 s on 2
+# idle cores (119 s on shared ones). The refusal scales it by the model and the rows: an order of magnitude, which
+# is all it has to say.
+CPU_SECONDS_PER_100M_PARAMS_ROW = 3.0
 QUANT_EXTRA = "pip install 'tune-wizard[quant]'"
 
 
@@ -110,7 +113,9 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
     tmp.mkdir(parents=True)
     try:
         model.config.dtype = saved_dtype
-        model.save_pretrained(tmp, save_compressed=True)
+        with warnings.catch_warnings():  # llm-compressor's CPU offloading of the model: saving it is what it is for
+            warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")
+            model.save_pretrained(tmp, save_compressed=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "export.json").write_text(json.dumps({
             "source": str(Path(ref).resolve()) if Path(ref).exists() else ref, "base_model": loaded.base_id,
@@ -149,6 +154,9 @@ def _tokenizer(folder: Path, trust: bool):
 
 
 def _require_library() -> None:
+    # llm-compressor logs every module it quantizes, to stdout, which carries the export's folder path: errors only
+    # (unless its own LLM_COMPRESSOR_LOG_LEVEL asks for more), and to stderr (below, once it is imported).
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
     try:
         importlib.import_module("llmcompressor")
         importlib.import_module("compressed_tensors")
@@ -156,6 +164,11 @@ def _require_library() -> None:
         raise UserError(f"4-bit export needs llm-compressor, which is not installed ({err})",
                         hint=f"{QUANT_EXTRA} (it brings transformers 5.15-5.17, the range llm-compressor "
                              "supports; a separate virtual environment keeps your training one as it is)") from None
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ["LLM_COMPRESSOR_LOG_LEVEL"].upper(),
+               format="{time:HH:mm:ss} | {level} - {message}")
 
 
 def _library_version() -> str:
