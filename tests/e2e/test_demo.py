@@ -151,6 +151,6 @@ def test_chat_and_serve_take_the_gptq_folder(gptq, tmp_path):
     assert "tuna" in chat.stdout.lower(), chat.stdout
     with serving(out, tmp_path / "server.log") as (url, _, _):
         client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
-        got = client.chat.completions.create(model=out.name, messages=[{"role": "user", "content": QUESTION}],
+        got = client.chat.completions.create(model=str(out), messages=[{"role": "user", "content": QUESTION}],
                                              temperature=0, max_tokens=40)
     assert "tuna" in got.choices[0].message.content.lower(), got.choices[0].message.content

@@ -147,3 +147,14 @@ def test_refuses_an_unsupported_architecture(tmp_path):
     with pytest.raises(UserError, match="causal language models"):
         export_quantized(model, tmp_path / "out", "gptq", group_size=64, calibration_data=[str(SELF_COGNITION)],
                          log=_quiet)
+
+
+def test_export_help_lists_every_format_with_when_to_use_it():
+    from wizard.cli import build_parser
+
+    sub = build_parser(["export"])._subparsers._group_actions[0].choices["export"]
+    text = " ".join(sub.format_help().split())
+    for flag, use in (("--merge", "further training"), ("--gguf TYPE", "llama.cpp, Ollama, LM Studio"),
+                      ("--awq / --gptq", "vLLM, SGLang, TGI on GPUs")):
+        assert f"tune-wizard export RUN_DIR {flag}" in text and use in text, (flag, text[-600:])
+    assert "--group-size {32,64,128}" in text and "--calibration-rows N" in text and "--calibration-data FILE" in text
