@@ -303,7 +303,7 @@ FULL = {"name": "every-field", "task": "dpo", "method": "qlora",
                  "eval": [{"path": "e.jsonl", "format": "messages", "hub": "local", "split": "dev", "subset": "x",
                            "columns": {"a": "output"}, "sample": 2}],
                  "system": "Be brief.", "eval_split": 0.1},
-        "train": {"eval_steps": 10}}
+        "train": {"eval_steps": 10}, "distributed": {"gpus": 2, "strategy": "fsdp"}}
 
 
 def test_the_yaml_comments_are_the_field_descriptions():

@@ -99,10 +99,12 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
              target_modules: Sequence[str] | str | None = None, max_length: int = 2048, batch_size: int = 1,
              grad_ckpt: bool = True, optimizer: str = "adamw_torch", *, lora_dropout: float = 0.05,
              quant_bits: int = 4, double_quant: bool = True, device: str = "cuda", task: str = "sft",
-             packed: bool = False, chunked_loss: bool | None = None) -> Breakdown:
+             packed: bool = False, chunked_loss: bool | None = None, shards: int = 1) -> Breakdown:
     """Peak device memory of one training step, broken down. packed: max_length is a forward pass of whole rows
     concatenated (batching tokens): on a GPU the varlen kernel needs no mask; on a CPU sdpa gets a dense
-    block-diagonal one. chunked_loss: the loss takes LOSS_CHUNK_TOKENS of logits at a time."""
+    block-diagonal one. chunked_loss: the loss takes LOSS_CHUNK_TOKENS of logits at a time. shards: FSDP over
+    this many GPUs (the figure is per GPU): weights, adapters, gradients and optimizer states are split, and
+    the layer being computed, with the next one prefetched, is gathered whole."""
     s = as_shape(shape)
     if method not in fields.choices("method"):
         raise ValueError(f"method must be one of {', '.join(fields.choices('method'))}, not {method!r}")
@@ -203,6 +205,10 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
 
     if device == "cuda":
         temp += CUBLAS_WORKSPACE_GB * GIB
+    if shards > 1:
+        temp += 2 * weights / max(s.layers, 1)  # two layers gathered whole (the one computed, the prefetched one)
+        weights, lora_b, grads, opt = (x / shards for x in (weights, lora_b, grads, opt))
+        notes.append(f"FSDP over {shards} GPUs: weights, adapters, gradients and optimizer states split; per GPU")
     parts = {"weights": weights, "lora": lora_b, "gradients": grads, "optimizer": opt,
              "activations": acts, "logits": logits, "transient": temp}
     allocated = sum(parts.values())
@@ -223,7 +229,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
                   target_modules=target_modules if isinstance(target_modules, str) or target_modules is None
                   else list(target_modules),
                   max_length=max_length, batch_size=batch_size, grad_ckpt=bool(grad_ckpt), optimizer=optimizer,
-                  lora_dropout=lora_dropout, device=device, task=task, packed=packed)
+                  lora_dropout=lora_dropout, device=device, task=task, packed=packed, shards=shards)
     return Breakdown(parts=parts, total_gb=sum(parts.values()), allocated_gb=allocated / GIB, peak=peak,
                      params=n_params, trainable=trainable, inputs=inputs, notes=notes, shape=s)
 
@@ -249,7 +255,7 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     from the hub), its method and settings, on this hardware (precision `auto` resolved from it)."""
     s = as_shape(shape) if shape is not None else shape_for_model(spec.model.id, hub=spec.model.hub,
                                                                   revision=spec.model.revision)
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     device = "cuda" if (gpu is not None or hardware is None) else "cpu"
     precision = pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
     kw: dict[str, Any] = dict(
@@ -260,7 +266,7 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     kw.update(overrides)
     reason = ""
     if spec.task == "sft" and spec.train.batching == "tokens" and "max_length" not in overrides:
-        p = plan_for_spec(spec, hardware, s, device=device, precision=precision)
+        p = plan_for_spec(spec, hardware, s, device=device, precision=precision, shards=kw.get("shards", 1))
         kw.update(max_length=p.batch_tokens, batch_size=1, packed=True)
         if "grad_ckpt" not in overrides and p.checkpointing is not None:
             kw["grad_ckpt"], reason = p.checkpointing, f"auto: {p.why}"
@@ -282,23 +288,28 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
 
 
 def plan_for_spec(spec, hardware, shape: Shape | Mapping | None, *, device: str | None = None,
-                  precision: str | None = None, dataset_tokens: int | None = None):
-    """The spec's batching with its `auto`s resolved for this machine (wizard.estimate.batching.plan)."""
-    gpu = _first_gpu(hardware)
+                  precision: str | None = None, dataset_tokens: int | None = None, processes: int = 1,
+                  shards: int = 1):
+    """The spec's batching with its `auto`s resolved for this machine (wizard.estimate.batching.plan), for a run of
+    PROCESSES processes (GPUs) whose model is split over SHARDS of them (FSDP)."""
+    gpu = first_gpu(hardware)
     device = device or ("cuda" if (gpu is not None or hardware is None) else "cpu")
     precision = precision or pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
     kw = dict(method=spec.method, precision=precision, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
               optimizer=spec.train.optimizer, lora_dropout=spec.lora.dropout, quant_bits=spec.quant.bits,
-              double_quant=spec.quant.double_quant, device=device, task=spec.task)
+              double_quant=spec.quant.double_quant, device=device, task=spec.task, shards=shards)
+    if processes > 1:
+        kw["chunked_loss"] = False  # the loss of a wrapped model (wizard.engine.sft.SftTrainer.compute_loss)
     t = spec.train
     return plan_batching(shape, hardware, kw, batching=t.batching if spec.task == "sft" else "rows",
                          batch_tokens=t.batch_tokens, grad_accum=t.grad_accum, max_length=spec.data.max_length,
-                         ckpt_mode=t.gradient_checkpointing, dataset_tokens=dataset_tokens, batch_size=t.batch_size)
+                         ckpt_mode=t.gradient_checkpointing, dataset_tokens=dataset_tokens, batch_size=t.batch_size,
+                         processes=processes)
 
 
 def plan_batching(shape: Shape | Mapping | None, hardware, est: dict, *, batching: str, batch_tokens="auto",
                   grad_accum="auto", max_length: int, ckpt_mode: str = "auto", dataset_tokens: int | None = None,
-                  headroom: float | None = None, batch_size: int = 1):
+                  headroom: float | None = None, batch_size: int = 1, processes: int = 1):
     """wizard.estimate.batching.plan with this model's memory estimate (est: estimate()'s settings) on this
     machine: on a GPU the budget is the fastest that fits in `headroom` of its free memory."""
     from wizard.estimate.batching import plan
@@ -313,7 +324,7 @@ def plan_batching(shape: Shape | Mapping | None, hardware, est: dict, *, batchin
             gb = estimate(s, **{**est, "max_length": tokens, "grad_ckpt": ckpt, "batch_size": 1, "packed": True}).total_gb
             return gb <= room, gb
     return plan(batching, batch_tokens, grad_accum, max_length=max_length, fits=fits, ckpt_mode=ckpt_mode,
-                dataset_tokens=dataset_tokens, batch_size=batch_size)
+                dataset_tokens=dataset_tokens, batch_size=batch_size, processes=processes)
 
 
 # The `auto` checkpointing rule, used by the engine (wizard/engine/training_args.py): off when the estimate without checkpointing
@@ -334,7 +345,7 @@ def _auto_ckpt(s: Shape, kw: dict, hardware) -> tuple[bool, str]:
     return True, f"auto: {without:.1f} GiB without it > {budget:.1f}"
 
 
-def _first_gpu(hardware):
+def first_gpu(hardware):
     """The GPU training would run on: the first one this torch can use."""
     gpus = [g for g in (getattr(hardware, "gpus", None) or []) if getattr(g, "usable", True)]
     return gpus[0] if gpus else None
@@ -342,7 +353,7 @@ def _first_gpu(hardware):
 
 def available_memory(hardware) -> tuple[float | None, str]:
     """(GiB the run may use, what it is): GPU 0's free memory, else available CPU RAM."""
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     if gpu is not None:
         return float(gpu.free_gb or gpu.total_gb), f"GPU {gpu.index} ({gpu.name})"
     ram = getattr(hardware, "ram_available_gb", None)
@@ -442,7 +453,7 @@ def recommend(shape: Shape | Mapping | None, hardware=None, task: str = "sft", *
         except Exception:  # noqa: BLE001 - no probe: assume nothing about the machine
             hardware = None
     avail, where = available_memory(hardware) if hardware is not None else (None, "an unknown machine")
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     device = "cpu" if (hardware is not None and gpu is None) else "cuda"
     precision = pick_precision("auto", device == "cuda", gpu is None or gpu.bf16)
     base = dict(precision=precision, device=device, task=task)
