@@ -48,7 +48,7 @@ def choose_strategy(spec, model_path: Path | None, world_size: int) -> tuple[str
     from wizard.estimate.strategy import choose
     from wizard.hardware import detect
 
-    if world_size <= 1:
+    if world_size <= 1 and spec.distributed.strategy != "fsdp":
         return "single", "one process"
     hardware = detect() if torch.cuda.is_available() else None
     return choose(spec, hardware, model_shape(model_path) if hardware is not None else None, world_size)

@@ -24,10 +24,11 @@ def processes(gpus: int | str, gpu_count: int) -> int:
 
 
 def choose(spec, hardware, shape, n: int) -> tuple[str, str]:
-    """(strategy, why) for a run of N processes: `single` for one."""
-    if n <= 1:
-        return "single", "one process"
+    """(strategy, why) for a run of N processes: `single` for one (unless the spec sets fsdp: FSDP's code path on
+    one GPU, which is how it is checked without a second one)."""
     wanted = spec.distributed.strategy
+    if n <= 1:
+        return ("fsdp", "set in the spec (one process)") if wanted == "fsdp" else ("single", "one process")
     if wanted != "auto":
         return wanted, "set in the spec"
     if first_gpu(hardware) is None:
@@ -35,10 +36,16 @@ def choose(spec, hardware, shape, n: int) -> tuple[str, str]:
     avail, where = available_memory(hardware)
     if shape is None or not avail:
         return "ddp", "the model's size or the GPU's memory is unknown: a copy on each GPU"
-    one = estimate_for_spec(spec, hardware, shape=shape)
+    need = ddp_gb(estimate_for_spec(spec, hardware, shape=shape))
     room = avail * AUTO_CKPT_HEADROOM
-    if one.total_gb <= room:
-        return "ddp", f"the model fits one GPU ({one.total_gb:.1f} of {avail:.1f} GiB free): a copy on each is fastest"
+    if need <= room:
+        return "ddp", f"the model fits one GPU ({need:.1f} of {avail:.1f} GiB free): a copy on each is fastest"
     split = estimate_for_spec(spec, hardware, shape=shape, shards=n)
-    return "fsdp", (f"{one.total_gb:.1f} GiB does not fit one GPU ({avail:.1f} GiB free on {where}); split over {n} "
+    return "fsdp", (f"{need:.1f} GiB does not fit one GPU ({avail:.1f} GiB free on {where}); split over {n} "
                     f"GPUs: ~{split.total_gb:.1f} GiB each")
+
+
+def ddp_gb(one) -> float:
+    """Per GPU with DDP: one process's estimate plus DDP's all-reduce buckets, a second copy of the gradients (the
+    Trainer leaves gradient_as_bucket_view off)."""
+    return one.total_gb + one.parts.get("gradients", 0.0)
