@@ -35,6 +35,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
         rows.append(("NVML", False, f"{exc}: the dashboard shows CPU and RAM"))
     except Exception as exc:  # noqa: BLE001 - NVML started but would not answer
         rows.append(("NVML", False, f"query failed ({type(exc).__name__}): the dashboard shows CPU and RAM"))
+    rows += _several_gpus(torch, hardware)
     free = hardware.free_disk_gb(path)
     if free is None:
         rows.append(("disk", False, f"free space at {path} unknown"))
@@ -46,6 +47,27 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
 
         for hub, ok in hubs.reachable().items():
             rows.append((hub, ok, "reachable" if ok else "not reachable: use local models (model.hub: local)"))
+    return rows
+
+
+def _several_gpus(torch, hardware) -> list[tuple[str, bool, str]]:
+    """Runs on several GPUs (`run --gpus N`): the backend torchrun's processes talk over, and between which GPUs."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return [("distributed", False, "this torch has no torch.distributed: runs on one GPU only")]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return [("distributed", True, f"{count} GPU{'s' if count != 1 else ''}: `run --gpus N` needs N GPUs "
+                                      "(gloo CPU processes work for testing)")]
+    nccl = dist.is_nccl_available()
+    version = ".".join(map(str, torch.cuda.nccl.version())) if nccl else "not available"
+    rows = [("NCCL", nccl, f"{version}; {count} GPUs: `run --gpus {count}` (or all)")]
+    try:
+        with hardware.nvml() as nv:
+            rows += [("interconnect", True, line) for line in hardware.nvml_interconnect(nv)]
+    except Exception as exc:  # noqa: BLE001 - NVML's absence is reported above
+        rows.append(("interconnect", False, f"unknown ({type(exc).__name__})"))
     return rows
 
 
