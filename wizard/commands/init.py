@@ -80,7 +80,6 @@ def run(args) -> int:
     if not start:
         return 0
     # The same code as `tune-wizard run SPEC`: the wizard only wrote the file it reads.
-    from wizard.engine.runner import train_file
+    from wizard.engine.launch import start as start_run
 
-    train_file(str(path))
-    return 0
+    return start_run(str(path), [])

@@ -42,31 +42,12 @@ def _gpus(text: str):
 def run(args) -> int:
     import os
 
-    from wizard import spec as specmod
     from wizard.engine import launch
-    from wizard.engine.runner import train_file
-    from wizard.errors import SpecError
-    from wizard.estimate.strategy import processes
     from wizard.hardware import GPU_MEMORY_ENV
 
     if args.gpu_memory is not None:
         # An environment variable, so that every process of the run (and anything it starts) sees the same cap.
         os.environ[GPU_MEMORY_ENV] = str(args.gpu_memory)
-    if launch.inside_torchrun():
-        train_file(args.spec, args.overrides, args.resume, args.plain)
-        return 0
-    overrides = list(args.overrides)
-    if args.gpus is not None:
-        overrides.append(f"distributed.gpus={args.gpus}")
-    spec = specmod.load(args.spec, overrides)
-    gpus = spec.distributed.gpus
-    n = 1 if gpus == 1 else processes(gpus, launch.gpu_count())
-    if n == 1 and args.nnodes == 1:
-        train_file(args.spec, overrides, args.resume, args.plain)
-        return 0
-    if args.nnodes > 1 and not args.rdzv_endpoint:
-        raise SpecError(f"--nnodes {args.nnodes}: the machines need a place to meet",
-                        hint="add --rdzv-endpoint HOST:PORT (node 0's address and a free port), the same on each")
     nodes = launch.Nodes(args.nnodes, args.node_rank, args.rdzv_endpoint, args.rdzv_id)
-    return launch.launch(spec, args.spec, overrides, n, resume=args.resume, plain=args.plain,
-                         gpu_memory=args.gpu_memory, nodes=nodes)
+    return launch.start(args.spec, args.overrides, resume=args.resume, plain=args.plain, gpus=args.gpus,
+                        gpu_memory=args.gpu_memory, nodes=nodes)

@@ -59,6 +59,32 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def start(spec_path: str, overrides: list[str], *, resume: str | None = None, plain: bool = False,
+          gpus: int | str | None = None, gpu_memory: float | None = None, nodes: Nodes | None = None) -> int:
+    """`tune-wizard run` and the wizard's "Start training now?": train the spec in this process, or, when it asks
+    for several processes (GPUS, the spec's distributed.gpus, several NODES), launch them; the exit status."""
+    from wizard import spec as specmod
+    from wizard.engine.runner import train_file
+    from wizard.errors import SpecError
+    from wizard.estimate.strategy import processes
+
+    nodes = nodes or Nodes()
+    if inside_torchrun():  # one of the processes torchrun started: it trains
+        train_file(spec_path, overrides, resume, plain)
+        return 0
+    overrides = [*overrides, *([f"distributed.gpus={gpus}"] if gpus is not None else [])]
+    spec = specmod.load(spec_path, overrides)
+    wanted = spec.distributed.gpus
+    n = 1 if wanted == 1 else processes(wanted, gpu_count())
+    if n == 1 and nodes.count == 1:
+        train_file(spec_path, overrides, resume, plain)
+        return 0
+    if nodes.count > 1 and not nodes.endpoint:
+        raise SpecError(f"--nnodes {nodes.count}: the machines need a place to meet",
+                        hint="add --rdzv-endpoint HOST:PORT (node 0's address and a free port), the same on each")
+    return launch(spec, spec_path, overrides, n, resume=resume, plain=plain, gpu_memory=gpu_memory, nodes=nodes)
+
+
 def torchrun_argv(n: int, nodes: Nodes, spec_path: str, overrides: list[str], *, resume: str | None, plain: bool,
                   gpu_memory: float | None, run_name: str) -> list[str]:
     """torchrun's command line for the run (what `torchrun ARGV` would be given)."""
