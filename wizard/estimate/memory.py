@@ -28,7 +28,7 @@ from wizard.hardware import PRECISIONS, pick_precision
 from wizard.spec import fields
 
 __all__ = ["Breakdown", "Shape", "available_memory", "estimate", "estimate_for_spec", "method_table", "recommend",
-           "shape_for_model", "shape_from_config", "verdict"]
+           "shape_for_model", "shape_from_config"]
 
 GIB = 2**30
 PART_LABELS = {
@@ -95,6 +95,19 @@ def _lora_targets(shape: Shape, target_modules) -> tuple[list[tuple[str, int, in
     return out, notes
 
 
+def _lora_params(s: Shape, targets, r: int) -> int:
+    return s.layers * sum(r * (i + o) for _, i, o in targets)
+
+
+def parameter_counts(shape: Shape | Mapping, method: str = "qlora", lora_r: int = 8,
+                     target_modules: Sequence[str] | str | None = None) -> tuple[int, int]:
+    """(the model's parameters, the parameters a run of METHOD trains): what its checkpoints hold."""
+    s = as_shape(shape)
+    if method == "full":
+        return s.params, s.params - int(s.extra_params_b * 1e9)
+    return s.params, _lora_params(s, _lora_targets(s, target_modules)[0], lora_r)
+
+
 def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf16", lora_r: int = 8,
              target_modules: Sequence[str] | str | None = None, max_length: int = 2048, batch_size: int = 1,
              grad_ckpt: bool = True, optimizer: str = "adamw_torch", *, lora_dropout: float = 0.05,
@@ -132,7 +145,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
 
     targets, tnotes = _lora_targets(s, target_modules)
     notes += tnotes
-    n_lora = s.layers * sum(lora_r * (i + o) for _, i, o in targets) if method != "full" else 0
+    n_lora = _lora_params(s, targets, lora_r) if method != "full" else 0
 
     if method == "full":
         # The engine loads full fine-tuning in the training dtype, except fp16 (the grad scaler needs
@@ -248,7 +261,7 @@ def _optimizer_bytes(optimizer: str, method: str, s: Shape, targets, r: int, tra
     return trainable * STATES.get(optimizer, 2) * pb
 
 
-# ----------------------------------------------------------------------------- spec, verdict, advice
+# ----------------------------------------------------------------------------- spec, plan, methods
 
 def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = None, **overrides) -> Breakdown:
     """The estimate of a RunSpec: its model's shape (catalog, local config.json, or config.json alone
@@ -358,68 +371,6 @@ def available_memory(hardware) -> tuple[float | None, str]:
         return float(gpu.free_gb or gpu.total_gb), f"GPU {gpu.index} ({gpu.name})"
     ram = getattr(hardware, "ram_available_gb", None)
     return (float(ram) if ram else None), "CPU RAM"
-
-
-def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
-    """Whether the estimate fits in `available_gb`, and what to change when it does not (biggest saving
-    first, each with what it saves on its own)."""
-    fits = b.total_gb <= available_gb
-    advice: list[str] = []
-    if fits:
-        if b.total_gb > 0.9 * available_gb:
-            advice.append(f"tight: {b.total_gb:.1f} of {available_gb:.1f} GiB; longer rows than expected or "
-                          "another process on the GPU will run out of memory")
-        return True, advice
-    over = b.total_gb - available_gb
-    advice.append(f"needs about {over:.1f} GiB more than the {available_gb:.1f} GiB available")
-    advice += [_line(text, saved) for saved, text in _ranked_changes(b)]
-    return False, advice
-
-
-def fitting_change(b: Breakdown, available_gb: float) -> str | None:
-    """The one change of `verdict`'s list (biggest saving first) that alone brings B within AVAILABLE_GB."""
-    for saved, text in _ranked_changes(b):
-        if saved is not None and b.total_gb - saved <= available_gb:
-            return text
-    return None
-
-
-def _ranked_changes(b: Breakdown) -> list[tuple[float | None, str]]:
-    """(GiB saved or None when the shape is unknown, the change) for each change that lowers B, biggest first."""
-    inp = b.inputs
-    shape_free = {k: v for k, v in inp.items() if k in ("precision", "lora_r", "target_modules", "optimizer",
-                                                          "lora_dropout", "device", "task", "packed")}
-    base = dict(method=inp["method"], max_length=inp["max_length"], batch_size=inp["batch_size"],
-                grad_ckpt=inp["grad_ckpt"], **shape_free)
-
-    def saves(**change) -> float | None:
-        if b.shape is None:
-            return None
-        return b.total_gb - estimate(b.shape, **{**base, **change}).total_gb
-
-    changes: list[tuple[str, dict]] = []
-    if inp["method"] in ("full", "lora"):
-        alt = "qlora" if inp["method"] == "lora" else "lora"
-        changes.append(("method: qlora (4-bit frozen weights)" if alt == "qlora" else
-                        "method: lora (train adapters, not every weight)", {"method": alt}))
-    if not inp["grad_ckpt"]:
-        changes.append(("train.gradient_checkpointing: on (recompute each layer in backward)", {"grad_ckpt": True}))
-    if inp["batch_size"] > 1:
-        changes.append((f"train.batch_size: 1 with train.grad_accum x{inp['batch_size']} (same total batch)",
-                        {"batch_size": 1}))
-    if inp["max_length"] > 256:
-        half = max(256, inp["max_length"] // 2)
-        changes.append((f"train.batch_tokens: {half} (fewer tokens per forward pass; not below data.max_length)"
-                        if inp.get("packed") else f"data.max_length: {half} (longer rows are truncated or dropped)",
-                        {"max_length": half}))
-    if inp["optimizer"] in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit") and inp["method"] == "full":
-        changes.append(("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
-                        {"optimizer": "paged_adamw_8bit"}))
-    return sorted(((saves(**change), text) for text, change in changes), key=lambda x: -(x[0] or 0))
-
-
-def _line(text: str, saved: float | None) -> str:
-    return f"{text}: saves ~{saved:.1f} GiB" if saved and saved > 0.05 else text
 
 
 def method_table(shape: Shape | Mapping, available_gb: float | None = None, **kw) -> list[dict]:
