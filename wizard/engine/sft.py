@@ -73,7 +73,7 @@ class SftTrainer(Trainer):
         # On several processes the model is wrapped (DDP, FSDP) and must be called through the wrapper, whose
         # forward prepares the gradient all-reduce (DDP) or gathers the weights (FSDP): the chunked loss, which
         # calls the decoder and the head itself, is for one process.
-        if self.accelerator.num_processes > 1 or not chunked_loss.supports(model):
+        if self.accelerator.unwrap_model(model) is not model or not chunked_loss.supports(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
