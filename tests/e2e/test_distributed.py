@@ -1,6 +1,6 @@
 """A run on two processes (torchrun, gloo on the CPU) through the real CLI: the same losses as one process with the
 same global batch, one run folder, Ctrl-C of the launcher stops both processes with a checkpoint, --resume on two
-processes continues to the same losses, a different count is refused; a rank that raises brings the run down
+processes continues to the same losses, and chat answers with its adapter; a rank that raises brings the run down
 within seconds, and the run's state names that rank and its error."""
 from __future__ import annotations
 
@@ -82,10 +82,6 @@ def test_two_processes_train_like_one_stop_together_and_resume(tmp_path, tiny_mo
     assert rf.complete_checkpoints(run)[-1].name == f"checkpoint-{stopped_at}"
     assert rf.read_json(run / rf.RUN_INFO)["world_size"] == 2
 
-    refused = cli("run", str(two), "--plain", "--gpus", "3", "--resume")
-    assert refused.returncode == 2
-    assert "trained on 2 processes" in refused.stderr and "--gpus 2" in refused.stderr, refused.stderr
-
     resumed = cli("run", str(two), "--plain", "--gpus", "2", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     assert only_run(runs) == run  # one run folder, written by rank 0 alone
@@ -95,6 +91,8 @@ def test_two_processes_train_like_one_stop_together_and_resume(tmp_path, tiny_mo
     assert sorted(got) == list(range(1, STEPS + 1))
     for step, loss in reference.items():
         assert abs(got[step] - loss) <= 1e-4 * abs(loss), (step, got[step], loss)
+    chat = cli("chat", str(run), "--prompt", "Who are you?", "--max-new-tokens", "4")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stdout[-2000:] + chat.stderr[-2000:]
 
 
 FAULT = '''

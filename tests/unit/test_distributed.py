@@ -134,3 +134,24 @@ def test_bad_gpu_counts_and_a_rendezvous_without_an_endpoint_are_exit_2(tmp_path
     assert main(["run", str(spec), "--gpus", "2", "--nnodes", "2"]) == 2
     err = capsys.readouterr().err
     assert "--nnodes 2: the machines need a place to meet" in err and "--rdzv-endpoint HOST:PORT" in err
+
+
+def test_a_run_resumes_only_on_the_count_it_started_with(tmp_path, tiny_model_dir):
+    from wizard.engine.runner import check_before_launch
+
+    data = chat_rows(tmp_path / "d.jsonl")
+    spec = specmod.from_dict({"name": "two", "model": {"id": str(tiny_model_dir), "hub": "local"},
+                              "data": {"train": [str(data)]}, "output_dir": str(tmp_path / "runs"),
+                              "distributed": {"gpus": 2}})
+    run = tmp_path / "runs" / "two-20261202-120000"
+    ckpt = run / rf.CHECKPOINTS / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    (ckpt / rf.COMPLETE).write_text("")
+    yaml_writer.write(spec, run / rf.SPEC)
+    rf.write_json_atomic(run / rf.RUN_INFO, {"world_size": 2})
+    assert check_before_launch(spec, str(run), 2) == (run, ckpt)
+    with pytest.raises(SpecError) as refused:
+        check_before_launch(spec, str(run), 3)
+    assert "two-20261202-120000 was trained on 2 processes (GPUs); this run has 3" in str(refused.value)
+    assert "--gpus 2" in refused.value.hint
