@@ -27,7 +27,7 @@ ENV = {**os.environ, "TERM": "xterm-256color", "TUNE_WIZARD_OFFLINE": "1", "PYTH
        "PROMPT_TOOLKIT_NO_CPR": "1"}
 ENV.pop("NO_COLOR", None)
 ACCEPT_ALL = ["Where should the model come from", "What kind of training", "Which dataset",
-              "Use the recommended settings", "Folder for the runs", "Run name"]
+              "Use the recommended settings", "Folder for the runs", "Run name", "Write this spec?"]
 
 
 def spawn(cwd: Path, *args: str) -> pexpect.spawn:
@@ -105,7 +105,7 @@ def test_enter_everywhere_writes_the_defaults_spec(tmp_path):
     assert finish(child) == 0, child.logfile_read.plain()[-3000:]
     screen = child.logfile_read.plain()
     assert "this machine" in screen and "Memory estimate" in screen
-    [path] = list(a.glob("*.yaml"))
+    [path] = [p for p in a.glob("*.yaml") if not p.name.endswith(".answers.yaml")]
     assert f"tune-wizard run ./{path.name}" in screen
     written = yaml.safe_load(path.read_text())
     # Field by field: the bundled model, the demo data, the demo recipe's measured settings; the method is
@@ -173,6 +173,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     ask(child, "Folder for the runs", CLEAR + "myruns")
     type_path(child, "", "Run name")
     child.send(CLEAR + "custom" + ENTER)
+    ask(child, "Write this spec?", ENTER)
     assert finish(child) == 0, child.logfile_read.plain()[-3000:]
     raw = yaml.safe_load((tmp_path / "custom.yaml").read_text())
     assert raw["data"]["train"] == ["mine.jsonl"]  # beside the spec: written relative to it

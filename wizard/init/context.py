@@ -37,6 +37,8 @@ class Context:
     preset: dict = field(default_factory=dict)  # the answers file
     out: Path | None = None                  # --out
     no_start: bool = False
+    previous: dict = field(default_factory=dict)  # a previous run's answers (wizard.init.saved): the defaults
+    previous_file: Path | None = None
     notes: list = field(default_factory=list)   # what could not be checked, shown in the welcome panel
     _cache: dict = field(default_factory=dict)
 

@@ -25,6 +25,7 @@ from wizard.estimate.batching import ROWS_PER_UPDATE, UPDATE_TOKENS
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 from wizard.init.context import Context
+from wizard.init.keys import BACK
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,16 @@ class Flow:
         self.step = 0
         self.filled: set[str] = set()  # answers the recommended settings gave (not a person, not the file)
         self.implied: dict = {}        # answers that a typed id stands for (`model` "other" + its `model_id`)
-        self.prev: dict = {}           # the hyperparameters before an edit: the defaults offered again
+        # Answers offered again as the defaults: a previous run's (its answers file), the answer before a step
+        # back, the section's answers before an edit at the review.
+        self.prev: dict = dict(ctx.previous)
         self.noted: set[str] = set()
         self.inferred: dict = {}       # question id -> the answers-file key its answer was read from
         self.problems: list[str] = []  # without a terminal: every bad answer of the file, reported at once
         self.hints: list[str] = []
         self.standins: set[str] = set()  # questions whose bad answer was replaced by its default, to go on
+        self.history: list[str] = []     # the questions a person answered, in order: the way back (Esc)
+        self.can_back = False            # whether the question being asked has one before it to go back to
         self._infer_hub()
 
     def _infer_hub(self) -> None:
@@ -137,7 +142,11 @@ class Flow:
             if q.id == "use_recommended":
                 self._header(q.step)
                 self.recommended_panel(a)
+            self.can_back = any(index[h] < i for h in self.history)
             value = self._answer(q, a, mode)
+            if value is BACK:
+                i = self._step_back(order, index, i, a)
+                continue
             a[q.id] = value
             if q.id not in self.standins:  # a bad answer's stand-in gets no panel, no hub check
                 self._after(q, a)
@@ -170,6 +179,20 @@ class Flow:
         if self.problems:
             raise UserError(self.problems, hint="\n".join(self.hints))
         return a
+
+    def _step_back(self, order: list, index: dict, i: int, a: dict) -> int:
+        """Esc at question i: the index of the last question a person answered before it, whose answer is
+        offered again; the answers from there on are asked (or filled in) again."""
+        while self.history and index[self.history[-1]] >= i:  # answered later, before an edit at the review
+            self.history.pop()
+        j = index[self.history.pop()]
+        back = order[j].id
+        if back in a:
+            self.prev[back] = a[back]
+        for later in order[j:i + 1]:
+            a.pop(later.id, None)
+            self.filled.discard(later.id)
+        return j
 
     def _mode(self, q: Qs.Question, a: dict) -> str:
         if not q.when(a, self.ctx):
@@ -204,7 +227,7 @@ class Flow:
                 return value
             self._header(q.step)
             self.console.print(f"  [yellow]{err}[/]")
-            return self.prompt(q, a, default=value)
+            return self.prompt(q, a, default=value, can_back=self.can_back)
         if self.use_defaults or not self.interactive:
             if not self.use_defaults:
                 self._problem(UserError(f"{self.source} has no answer for '{q.id}' ({q.prompt}), and stdin is "
@@ -222,7 +245,7 @@ class Flow:
             self._record(q, value, "recommended" if q.step == 6 else "default")
             return value
         self._header(q.step)
-        return self.prompt(q, a)
+        return self.prompt(q, a, can_back=self.can_back)
 
     def _from_file(self, q: Qs.Question, raw: Any, a: dict) -> Any:
         try:
@@ -271,11 +294,22 @@ class Flow:
                                f"says so: data.train hub {a['hub']})[/]")
 
     # ------------------------------------------------------------------ one prompt
-    def prompt(self, q: Qs.Question, a: dict, default: Any = None) -> Any:
+    def prompt(self, q: Qs.Question, a: dict, default: Any = None, can_back: bool = False) -> Any:
+        """Ask a person; returns the answer, or BACK (Esc, or the list's "← back" line) when `can_back`."""
         import questionary
+
+        from wizard.init.keys import BACK, BACK_TITLE, HINT, backable
 
         dflt = default if default is not None else self.prev.get(q.id, Qs.default(q, a, self.ctx))
         self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
+        back = f"; {HINT}" if can_back else ""
+
+        def ask(question) -> Any:
+            value = backable(question, enabled=can_back).unsafe_ask()
+            if value is not BACK:
+                self.history.append(q.id)
+            return value
+
         if q.kind == "select":
             opts = Qs.options(q, a, self.ctx)
             choices, group = [], None
@@ -284,14 +318,20 @@ class Flow:
                     choices.append(questionary.Separator(f"── {o.group}"))  # a heading: never an answer
                     group = o.group
                 choices.append(questionary.Choice(o.title, value=o.value))
+            if can_back:
+                choices.append(questionary.Choice(BACK_TITLE, value=BACK))
             known = dflt in [o.value for o in opts]
+            if not known and q.id in self.prev:  # a previous answer this list no longer offers
+                dflt = Qs.default(q, a, self.ctx)
+                known = dflt in [o.value for o in opts]
             if len(opts) <= 12:
-                return questionary.select(q.prompt, choices=choices, default=dflt if known else None,
-                                          use_jk_keys=True, instruction="(↑/↓, Enter)").unsafe_ask()
+                return ask(questionary.select(q.prompt, choices=choices, default=dflt if known else None,
+                                              use_jk_keys=True, instruction=f"(↑/↓, Enter{back})"))
             # A long list (the catalog) filters as you type; a filter that matches nothing may be an id.
             from wizard.init.picker import Typed, filter_select
 
-            value = filter_select(q.prompt, choices, dflt if known else None, typed=self._typed_title(q)).unsafe_ask()
+            value = ask(filter_select(q.prompt, choices, dflt if known else None, typed=self._typed_title(q),
+                                      instruction=f"(↑/↓, type to filter, Enter{back})"))
             if not isinstance(value, Typed):
                 return value
             implied = q.other(value.text, self.ctx) if q.other else None
@@ -300,7 +340,9 @@ class Flow:
             self.implied.update({k: v for k, v in implied.items() if k != q.id})
             return implied[q.id]
         if q.kind == "confirm":
-            return bool(questionary.confirm(q.prompt, default=bool(dflt)).unsafe_ask())
+            yn = "Y/n" if dflt else "y/N"
+            value = ask(questionary.confirm(q.prompt, default=bool(dflt), instruction=f"({yn}{back}) "))
+            return value if value is BACK else bool(value)
 
         def validate(text: str):
             try:
@@ -309,12 +351,13 @@ class Flow:
                 return str(exc)
             return A.check(q, value, a, self.ctx) or True
 
-        if q.kind == "path":
-            raw = questionary.path(q.prompt, default=fmt(dflt), validate=validate,
-                                   only_directories=q.id == "output_dir", **PROMPT_KW).unsafe_ask()
+        if q.kind == "path":  # questionary.path takes no instruction: the hint goes with the question
+            raw = ask(questionary.path(q.prompt + (f" ({HINT})" if can_back else ""), default=fmt(dflt),
+                                       validate=validate, only_directories=q.id == "output_dir", **PROMPT_KW))
         else:
-            raw = questionary.text(q.prompt, default=fmt(dflt), validate=validate, **PROMPT_KW).unsafe_ask()
-        return A.coerce(q, raw, a, self.ctx)
+            raw = ask(questionary.text(q.prompt, default=fmt(dflt), validate=validate,
+                                       instruction=f"({HINT})" if can_back else None, **PROMPT_KW))
+        return raw if raw is BACK else A.coerce(q, raw, a, self.ctx)
 
     def _typed_title(self, q: Qs.Question):
         """For a filter that matches no choice: the line that offers the text itself, where it can be an id."""
@@ -354,8 +397,12 @@ class Flow:
             hubs = "not checked"
         lines.append(Text(f"hubs: {hubs}"))
         lines += [Text(note, style="dim") for note in ctx.notes]
+        if ctx.previous_file is not None:
+            lines.append(Text(f"defaults: your answers in {shown(ctx.previous_file)} (pass --defaults for the "
+                              "recommended ones)", style="yellow"))
         intro = Text("Answer a few questions; get a run spec you can rerun; start training.\n"
-                     "Enter takes the suggested answer. Ctrl-C quits without writing anything.\n")
+                     "Enter takes the suggested answer, Esc goes back a question. Ctrl-C quits without writing "
+                     "anything.\n")
         self.console.print(Panel(Group(intro, *lines), title="tune-wizard · this machine", title_align="left",
                                  border_style="cyan", expand=False))
 
@@ -435,11 +482,13 @@ class Flow:
         self.console.print(Panel(Group(head, Text("First example:", style="dim"), body, notes),
                                  title=str(a["dataset_path"]), title_align="left", expand=False))
 
-    def summary(self, spec, spec_file: str, endpoint: str) -> Fit:
+    def summary(self, spec, spec_file: str) -> Fit:
+        """The spec about to be written, its memory estimate and how long it would take here."""
         from wizard.spec import yaml_writer as spec_yaml
 
         self._header(8)
-        t = Table(title="The run spec", title_justify="left", show_header=False, box=None, padding=(0, 2))
+        t = Table(title=f"The run spec ({spec_file})", title_justify="left", show_header=False, box=None,
+                  padding=(0, 2))
         t.add_column(style="bold")
         t.add_column(overflow="fold")
         for section, value in spec_yaml.relevant(spec).items():
@@ -449,16 +498,20 @@ class Flow:
                 value = " · ".join(f"{k} {v}" for k, v in _flatten(value))
             t.add_row(section, fmt(value))
         self.console.print(t)
-        fit = self.estimate_panel(spec)
+        return self.estimate_panel(spec)
+
+    def done_panel(self, spec_file: Path, answers_file: Path, endpoint: str, name: str) -> None:
+        """What was written and the commands that use it, with the names finally chosen."""
         lines = Text()
         lines.append("Spec file:  ", style="bold")
-        lines.append(f"{spec_file}\n")
-        lines.append("Rerun it:   ", style="bold")
-        if endpoint:
-            lines.append(f"export HF_ENDPOINT={shlex.quote(endpoint)}\n            ")
-        lines.append(f"tune-wizard run {shlex.quote(spec_file)}")
+        lines.append(f"{shown(spec_file)}\n")
+        lines.append("Answers:    ", style="bold")
+        lines.append(f"{shown(answers_file)}\n")
+        lines.append("Same again: ", style="bold")
+        lines.append(f"{rerun_command(answers_file, spec_file, name)}\n")
+        lines.append("Run it:     ", style="bold")
+        lines.append(run_command(spec_file, endpoint))
         self.console.print(Panel(lines, expand=False, border_style="cyan"))
-        return fit
 
     def estimate_panel(self, spec) -> Fit:
         avail, where = self.ctx.memory()
@@ -489,26 +542,6 @@ class Flow:
         return Fit(fits, float(b.total_gb), avail, where, change)
 
     # ------------------------------------------------------------------ a spec the estimate says won't fit
-    def fit_choice(self, fit: Fit, a: dict) -> tuple[str, dict | None]:
-        """Asked when the estimate says the spec does not fit: ("apply", the answers the estimate's one
-        fitting change stands for) / ("edit", None): the hyperparameters again / ("write", None)."""
-        import questionary
-
-        changed = A.change_answers(fit.change, a, self.ctx)
-        choices = []
-        if changed:
-            choices.append(questionary.Choice(f"Apply the suggested change: {fit.change}", value="apply"))
-        choices += [questionary.Choice("Edit the hyperparameters", value="edit"),
-                    questionary.Choice("Write it anyway (training will likely run out of memory)", value="write")]
-        if changed:
-            self.console.print(f"  [dim]Apply: [bold]{fit.change}[/bold], the one change that alone fits by the "
-                               "estimate.[/]")
-        self.console.print("  [dim]Edit: the hyperparameter questions again, offering the values above.[/]")
-        pick = questionary.select(f"The estimate says this does not fit ({fit.total_gb:.1f} of {fit.avail:.1f} GiB). "
-                                  "What now?", choices=choices, default=choices[0].value, use_jk_keys=True,
-                                  instruction="(↑/↓, Enter)").unsafe_ask()
-        return pick, (changed if pick == "apply" else None)
-
     def apply_change(self, a: dict, changed: dict, change: str) -> None:
         """Take the estimate's change into the answers; a run name that was the default follows the method."""
         name_q = Qs.BY_ID["name"]
@@ -608,13 +641,27 @@ def choose_file(flow: Flow, path: Path) -> Path:
     return path
 
 
+def run_command(spec_file: Path, endpoint: str = "") -> str:
+    """The one line that starts a run of the spec, with the mirror it was made with: shown in the box, the
+    "Start it with" line and the spec's header alike."""
+    env = f"HF_ENDPOINT={shlex.quote(endpoint)} " if endpoint else ""
+    return f"{env}tune-wizard run {shlex.quote(shown(spec_file))}"
+
+
+def rerun_command(answers_file: Path, spec_file: Path, name: str) -> str:
+    """`tune-wizard init --answers FILE`, with --out when the spec file is not the one the run name gives."""
+    cmd = f"tune-wizard init --answers {shlex.quote(shown(answers_file))}"
+    return cmd + (f" --out {shlex.quote(shown(spec_file))}" if spec_file != Path(f"{name}.yaml") else "")
+
+
 def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_defaults: bool,
                answers_file: str | None = None) -> tuple[Path, bool]:
-    """Ask, summarise, write the spec. Returns (spec file, start training now?).
+    """Ask, review, write the spec and its answers file. Returns (spec file, start training now?).
 
-    KeyboardInterrupt before the write leaves nothing on disk; after it, CancelledAfterWrite says the file
-    is there.
+    KeyboardInterrupt before the write leaves nothing on disk, and so does Cancel at the review
+    (review.Cancelled); after the write, CancelledAfterWrite says the file is there.
     """
+    from wizard.init import review, saved
     from wizard.spec import from_dict
     from wizard.spec import yaml_writer as spec_yaml
 
@@ -628,20 +675,23 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
                             hint="a catalog alias, an owner/name hub id, or a folder holding the model")
         # Default file: ./<name>.yaml, beside where the wizard was started, so `tune-wizard run` finds it there.
         path = ctx.out or Path(f"{a['name']}.yaml")
-        endpoint = a.get("hf_endpoint", "")
         spec = from_dict(A.build_spec_dict(a, ctx, path), source="wizard answers")
-        fit = flow.summary(spec, shown(path), endpoint)
-        if fit.fits is not False or not interactive or use_defaults:  # --defaults asks nothing: it warns below
+        fit = flow.summary(spec, shown(path))
+        if not interactive or use_defaults:  # nobody to ask: a spec that does not fit is written with a warning
             break
-        pick, changed = flow.fit_choice(fit, a)
+        pick, changed = review.ask(flow, fit, a)
         if pick == "write":
             break
         if pick == "apply" and changed:
             flow.apply_change(a, changed, fit.change or "")
-        else:
+        elif pick == "edit:6":
             flow.edit_tuning(a, fit.change)
+        else:
+            review.edit_section(flow, a, int(pick.partition(":")[2]))
         a = flow.ask_questions(a)
+    endpoint = a.get("hf_endpoint", "")
     final = choose_file(flow, path)
+    overwritten = final.exists()
     if final != path:  # dataset paths are written relative to the spec's folder
         spec = from_dict(A.build_spec_dict(a, ctx, final), source="wizard answers")
     mirror = f"\nWith the Hugging Face mirror: export HF_ENDPOINT={shlex.quote(endpoint)}" if endpoint else ""
@@ -649,12 +699,19 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
               f"Run it:   tune-wizard run {shlex.quote(shown(final))}\n"
               f"Check it: tune-wizard validate {shlex.quote(shown(final))}{mirror}\n")
     spec_yaml.write(spec, final, header)
-    console.print(f"\n[green]✓ wrote {shown(final)}[/]")
+    answers_path = saved.path_for(final)
+    if answers_path.exists() and not overwritten:  # someone's file by that name, not this spec's: keep it
+        answers_path = free_name(answers_path)
+    saved.write(answers_path, saved.answers_to_save(a, flow.filled, FLOW_OWNED), shown(final),
+                rerun_command(answers_path, final, a["name"]))
+    console.print(f"\n[green]✓ wrote {shown(final)} and its answers, {shown(answers_path)}[/]")
+    flow.done_panel(final, answers_path, endpoint, a["name"])
     if fit.fits is False:
         flow.fit_warning(fit, "--defaults" if use_defaults else "you said so" if interactive else
                          "--answers without a terminal")
+    start_line = run_command(final, endpoint)
     if ctx.no_start:
-        console.print(f"Start it with: [bold]tune-wizard run {shlex.quote(shown(final))}[/]")
+        console.print(f"Start it with: [bold]{start_line}[/]")
         return final, False
     try:
         flow._header(9)
@@ -665,8 +722,7 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
         else:  # a spec the estimate says won't fit, written anyway: Enter does not start it
             start = flow.confirm("start", "Start training now?", fit.fits is not False)
     except KeyboardInterrupt:
-        raise CancelledAfterWrite(f"cancelled; {shown(final)} is written: start it with "
-                                  f"`tune-wizard run {shlex.quote(shown(final))}`") from None
+        raise CancelledAfterWrite(f"cancelled; {shown(final)} is written: start it with `{start_line}`") from None
     if not start:
-        console.print(f"Start it later with: [bold]tune-wizard run {shlex.quote(shown(final))}[/]")
+        console.print(f"Start it later with: [bold]{start_line}[/]")
     return final, bool(start)
