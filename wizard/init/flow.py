@@ -78,6 +78,8 @@ class Flow:
         self.standins: set[str] = set()  # questions whose bad answer was replaced by its default, to go on
         self.history: list[str] = []     # the questions a person answered, in order: the way back (Esc)
         self.can_back = False            # whether the question being asked has one before it to go back to
+        self.kept: set[str] = set()      # warnings (wizard.spec.warnings) the person chose to keep
+        self.force_ask: set[str] = set() # questions a person asked to change, asked even among the recommended
         self._infer_hub()
 
     def _infer_hub(self) -> None:
@@ -197,6 +199,8 @@ class Flow:
     def _mode(self, q: Qs.Question, a: dict) -> str:
         if not q.when(a, self.ctx):
             return "skip"
+        if q.id in self.force_ask:
+            return "ask"
         if q.tuning:
             open_ = a.get("use_recommended") is False and (not q.advanced or a.get("advanced") is True)
             return "ask" if open_ else "fill"
@@ -452,20 +456,10 @@ class Flow:
         accum = (max(1, round(UPDATE_TOKENS / tokens)) if r["batch_tokens"] != "auto" else fitted["grad_accum"]) \
             if r["grad_accum"] == "auto" else int(r["grad_accum"])
         line = f"by tokens: ~{tokens:,} tokens per pass{' (auto)' if r['batch_tokens'] == 'auto' else ''}"
-        mean_tokens = self.mean_row_tokens(a)
+        mean_tokens = self.dataset_rows(a)[1]
         if mean_tokens:
             line += f", ~{tokens / mean_tokens:.0f} rows of this dataset"
         return line + f"; {accum} per update (~{tokens * accum:,} tokens); whole rows, no padding"
-
-    def mean_row_tokens(self, a: dict) -> float | None:
-        """Tokens per row of the chosen local dataset, at ~4 characters a token (the tokenizer is not loaded)."""
-        if a.get("dataset") != "local" or not a.get("dataset_path"):
-            return None
-        try:
-            chars = self.ctx.preview(str(Path(a["dataset_path"]).expanduser()), Qs.task_method(a)[0]).mean_chars
-        except Exception:  # noqa: BLE001 - no preview, no row count: the token figures stand alone
-            return None
-        return chars / 4 + 20 if chars else None  # + the chat template's own tokens
 
     def dataset_panel(self, a: dict) -> None:
         try:
@@ -555,6 +549,51 @@ class Flow:
         if a.get("name") == old_name and "task" in changed:
             a["name"] = Qs.default(name_q, a, self.ctx)
             self.console.print(f"  [green]✓[/] {name_q.prompt} [bold]{a['name']}[/] [dim](follows the method)[/]")
+
+    def ask_again(self, qid: str, a: dict) -> None:
+        """One answer asked again (a person wants to change it), offering the value it had."""
+        if qid in a:
+            self.prev[qid] = a.pop(qid)
+        self.preset.pop(qid, None)
+        self.filled.discard(qid)
+        self.force_ask.add(qid)
+
+    def spec_warnings(self, spec, a: dict) -> list:
+        """wizard.spec.warnings for the spec these answers make, with the facts this machine and the chosen
+        dataset give."""
+        from wizard.init.sanity import facts_for
+        from wizard.spec.warnings import check
+
+        cuda = bool(self.ctx.gpus) if self.ctx.hardware is not None else None
+        facts = facts_for(spec, shape=self.ctx.shape(Qs.model_id(a, self.ctx)), cuda=cuda,
+                          rows=self.dataset_rows(a)[0])
+        return check(spec, facts)
+
+    def dataset_rows(self, a: dict) -> tuple[int | None, float | None]:
+        """(rows, tokens per row) of the chosen dataset where they can be read now: a local or bundled file
+        (tokens at ~4 characters each, the tokenizer is not loaded), a hub id's #N sample (rows only)."""
+        choice = a.get("dataset", "")
+        if choice == "hub":
+            n = str(a.get("dataset_hub", "")).partition("#")[2]
+            return (int(n) if n.isdigit() else None), None
+        data = self.ctx.bundled_data()
+        if choice == "local" and a.get("dataset_path"):
+            files = [Path(a["dataset_path"]).expanduser()]
+        elif choice == "bundled:mix":
+            files = [data.get("self_cognition"), data.get("general_chat")]
+        elif choice.startswith("bundled:"):
+            files = [data.get(choice.partition(":")[2])]
+        else:
+            return None, None
+        rows, chars = 0, 0.0
+        try:
+            for f in files:
+                p = self.ctx.preview(str(f), Qs.task_method(a)[0])
+                rows += p.rows
+                chars += (p.mean_chars or 0) * p.rows
+        except Exception:  # noqa: BLE001 - no preview: the figures that need it are left out
+            return None, None
+        return rows, (chars / rows / 4 + 20 if rows and chars else None)  # + the chat template's own tokens
 
     def edit_tuning(self, a: dict, change: str | None) -> None:
         """Back to the hyperparameters: each is asked again, offering the value it has now."""
@@ -661,7 +700,7 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
     KeyboardInterrupt before the write leaves nothing on disk, and so does Cancel at the review
     (review.Cancelled); after the write, CancelledAfterWrite says the file is there.
     """
-    from wizard.init import review, saved
+    from wizard.init import review, sanity, saved
     from wizard.spec import from_dict
     from wizard.spec import yaml_writer as spec_yaml
 
@@ -676,6 +715,9 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
         # Default file: ./<name>.yaml, beside where the wizard was started, so `tune-wizard run` finds it there.
         path = ctx.out or Path(f"{a['name']}.yaml")
         spec = from_dict(A.build_spec_dict(a, ctx, path), source="wizard answers")
+        if sanity.ask_about(flow, flow.spec_warnings(spec, a), a):
+            a = flow.ask_questions(a)
+            continue
         fit = flow.summary(spec, shown(path))
         if not interactive or use_defaults:  # nobody to ask: a spec that does not fit is written with a warning
             break
