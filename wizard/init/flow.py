@@ -437,6 +437,10 @@ class Flow:
         t.add_row("Learning rate", f"{fmt(r['lr'])}, {r['scheduler']} with warmup {fmt(r['warmup_ratio'])}")
         steps = f", at most {r['max_steps']} steps" if int(r["max_steps"]) > 0 else ""
         t.add_row("Epochs", fmt(r["epochs"]) + steps)
+        sched = Qs.tuning_schedule(r, self.ctx)
+        if sched:
+            t.add_row("Updates", f"{sched.describe()}; a log line every {fmt(r['logging_steps'])}, a checkpoint "
+                                 f"every {fmt(r['save_steps'])}")
         t.add_row("Max length", f"{fmt(r['max_length'])} tokens")
         t.add_row("Batch", self.batch_line(a, r))
         t.add_row("Optimizer", f"{r['optimizer']}; gradient checkpointing {r['gradient_checkpointing']}")
@@ -455,8 +459,11 @@ class Flow:
         tokens = fitted["batch_tokens"] if r["batch_tokens"] == "auto" else int(r["batch_tokens"])
         accum = (max(1, round(UPDATE_TOKENS / tokens)) if r["batch_tokens"] != "auto" else fitted["grad_accum"]) \
             if r["grad_accum"] == "auto" else int(r["grad_accum"])
+        sched = Qs.tuning_schedule(r, self.ctx)
+        if sched is not None:  # the dataset's own size and lengths: the run's budget, a small one if it is small
+            tokens, accum = sched.plan.batch_tokens, sched.plan.grad_accum
         line = f"by tokens: ~{tokens:,} tokens per pass{' (auto)' if r['batch_tokens'] == 'auto' else ''}"
-        mean_tokens = self.dataset_rows(a)[1]
+        mean_tokens = Qs.dataset_rows(a, self.ctx)[1]
         if mean_tokens:
             line += f", ~{tokens / mean_tokens:.0f} rows of this dataset"
         return line + f"; {accum} per update (~{tokens * accum:,} tokens); whole rows, no padding"
@@ -476,7 +483,7 @@ class Flow:
         self.console.print(Panel(Group(head, Text("First example:", style="dim"), body, notes),
                                  title=str(a["dataset_path"]), title_align="left", expand=False))
 
-    def summary(self, spec, spec_file: str) -> Fit:
+    def summary(self, spec, spec_file: str, a: dict) -> Fit:
         """The spec about to be written, its memory estimate and how long it would take here."""
         from wizard.spec import yaml_writer as spec_yaml
 
@@ -491,6 +498,10 @@ class Flow:
             if isinstance(value, dict):
                 value = " · ".join(f"{k} {v}" for k, v in _flatten(value))
             t.add_row(section, fmt(value))
+        sched = Qs.tuning_schedule(a, self.ctx)
+        if sched:
+            t.add_row("updates", f"{sched.describe()}; a log line every {spec.train.logging_steps}, a checkpoint "
+                                 f"every {spec.train.save_steps}")
         self.console.print(t)
         return self.estimate_panel(spec)
 
@@ -566,34 +577,8 @@ class Flow:
 
         cuda = bool(self.ctx.gpus) if self.ctx.hardware is not None else None
         facts = facts_for(spec, shape=self.ctx.shape(Qs.model_id(a, self.ctx)), cuda=cuda,
-                          rows=self.dataset_rows(a)[0])
+                          rows=Qs.dataset_rows(a, self.ctx)[0])
         return check(spec, facts)
-
-    def dataset_rows(self, a: dict) -> tuple[int | None, float | None]:
-        """(rows, tokens per row) of the chosen dataset where they can be read now: a local or bundled file
-        (tokens at ~4 characters each, the tokenizer is not loaded), a hub id's #N sample (rows only)."""
-        choice = a.get("dataset", "")
-        if choice == "hub":
-            n = str(a.get("dataset_hub", "")).partition("#")[2]
-            return (int(n) if n.isdigit() else None), None
-        data = self.ctx.bundled_data()
-        if choice == "local" and a.get("dataset_path"):
-            files = [Path(a["dataset_path"]).expanduser()]
-        elif choice == "bundled:mix":
-            files = [data.get("self_cognition"), data.get("general_chat")]
-        elif choice.startswith("bundled:"):
-            files = [data.get(choice.partition(":")[2])]
-        else:
-            return None, None
-        rows, chars = 0, 0.0
-        try:
-            for f in files:
-                p = self.ctx.preview(str(f), Qs.task_method(a)[0])
-                rows += p.rows
-                chars += (p.mean_chars or 0) * p.rows
-        except Exception:  # noqa: BLE001 - no preview: the figures that need it are left out
-            return None, None
-        return rows, (chars / rows / 4 + 20 if rows and chars else None)  # + the chat template's own tokens
 
     def edit_tuning(self, a: dict, change: str | None) -> None:
         """Back to the hyperparameters: each is asked again, offering the value it has now."""
@@ -718,7 +703,7 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
         if sanity.ask_about(flow, flow.spec_warnings(spec, a), a):
             a = flow.ask_questions(a)
             continue
-        fit = flow.summary(spec, shown(path))
+        fit = flow.summary(spec, shown(path), a)
         if not interactive or use_defaults:  # nobody to ask: a spec that does not fit is written with a warning
             break
         pick, changed = review.ask(flow, fit, a)

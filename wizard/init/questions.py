@@ -283,6 +283,60 @@ def _grad_accum_default(a: dict, ctx: Context) -> Any:
     return int(rec_accum) if batch == rec_batch else max(1, round(rec_batch * int(rec_accum) / batch))
 
 
+def dataset_rows(a: dict, ctx: Context) -> tuple[int | None, float | None]:
+    """(rows, tokens per row) of the chosen dataset where they can be read now: a local or bundled file
+    (tokens at ~4 characters each: the tokenizer is not loaded), a hub id's #N sample (rows only)."""
+    choice = a.get("dataset", "")
+    if choice == "hub":
+        n = str(a.get("dataset_hub", "")).partition("#")[2]
+        return (int(n) if n.isdigit() else None), None
+    data = ctx.bundled_data()
+    if choice == "local" and a.get("dataset_path"):
+        files = [Path(a["dataset_path"]).expanduser()]
+    elif choice == "bundled:mix":
+        files = [data.get("self_cognition"), data.get("general_chat")]
+    elif choice.startswith("bundled:"):
+        files = [data.get(choice.partition(":")[2])]
+    else:
+        return None, None
+    rows, chars = 0, 0.0
+    try:
+        for f in files:
+            p = ctx.preview(str(f), task_method(a)[0])
+            rows += p.rows
+            chars += (p.mean_chars or 0) * p.rows
+    except Exception:  # noqa: BLE001 - no preview: the figures that need it are left out
+        return None, None
+    return rows, (chars / rows / 4 + 20 if rows and chars else None)  # + the chat template's own tokens
+
+
+def tuning_schedule(a: dict, ctx: Context):
+    """wizard.init.schedule.updates for the answers so far (the recommended value of any not yet given)."""
+    from wizard.init.schedule import updates
+
+    r = rec(a, ctx)
+    v = {q.id: a[q.id] if q.id in a else r.get(q.spec, fields.default(q.spec))
+         for q in QUESTIONS if q.tuning and q.spec}
+    task, method = task_method(a)
+    if task != "sft":
+        v["batching"] = "rows"
+    fits = None
+    if ctx.gpus:
+        # The memory verdict the recommendation measured: a pass of up to its fitted budget fits.
+        fitted = ctx.recommend(model_id(a, ctx), task, method)
+        if fitted.get("batch_tokens"):
+            fits = lambda tokens, ckpt: (tokens <= fitted["batch_tokens"], 0.0)  # noqa: E731
+    return updates(v, *dataset_rows(a, ctx), fits=fits)
+
+
+def _interval(a: dict, ctx: Context, path: str) -> int:
+    from wizard.init.schedule import MIN_LOGS, MIN_SAVES, scaled
+
+    value = int(rec(a, ctx).get(path, fields.default(path)))
+    s = tuning_schedule(a, ctx)
+    return scaled(value, s.total, MIN_SAVES if path == "train.save_steps" else MIN_LOGS) if s else value
+
+
 def _name_default(a: dict, ctx: Context) -> str:
     task, method = task_method(a)
     return f"{short_name(model_id(a, ctx))}-{task}-{method}"
@@ -370,9 +424,11 @@ QUESTIONS: list[Question] = [
     Q("weight_decay", "number", 6, "Weight decay", spec="train.weight_decay", tuning=True, advanced=True),
     Q("scheduler", "select", 6, "Learning-rate schedule", spec="train.scheduler", tuning=True, advanced=True),
     Q("optimizer", "select", 6, "Optimizer", spec="train.optimizer", tuning=True, advanced=True),
+    # Scaled to the updates the chosen dataset makes, so a small one still saves and logs several times.
     Q("save_steps", "number", 6, "Save a checkpoint every N steps", spec="train.save_steps", tuning=True,
-      advanced=True),
-    Q("logging_steps", "number", 6, "Log every N steps", spec="train.logging_steps", tuning=True, advanced=True),
+      advanced=True, default=lambda a, c: _interval(a, c, "train.save_steps")),
+    Q("logging_steps", "number", 6, "Log every N steps", spec="train.logging_steps", tuning=True, advanced=True,
+      default=lambda a, c: _interval(a, c, "train.logging_steps")),
     Q("gradient_checkpointing", "select", 6, "Gradient checkpointing", spec="train.gradient_checkpointing",
       tuning=True, advanced=True),
     Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True),
