@@ -503,7 +503,11 @@ class Flow:
             t.add_row("updates", f"{sched.describe()}; a log line every {spec.train.logging_steps}, a checkpoint "
                                  f"every {spec.train.save_steps}")
         self.console.print(t)
-        return self.estimate_panel(spec)
+        fit = self.estimate_panel(spec)
+        from wizard.init.review import duration_line
+
+        duration_line(self, spec, a)
+        return fit
 
     def done_panel(self, spec_file: Path, answers_file: Path, endpoint: str, name: str) -> None:
         """What was written and the commands that use it, with the names finally chosen."""

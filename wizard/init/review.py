@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
+
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 
@@ -73,3 +75,29 @@ def edit_section(flow, a: dict, step: int) -> None:
             flow.prev[q.id] = a.pop(q.id)
         flow.preset.pop(q.id, None)  # ask the person this time, not the file again
         flow.filled.discard(q.id)
+
+
+def duration_line(flow, spec, a: dict) -> Any:
+    """How long the run would take on this machine (wizard.estimate.duration, rough), shown with the memory
+    estimate; a warning when it is hours. Returns the Duration, or None when it can't be told."""
+    from wizard.estimate.duration import TYPICAL_ROW_TOKENS, estimate_duration
+
+    shape = flow.ctx.shape(Qs.model_id(a, flow.ctx))
+    sched = Qs.tuning_schedule(a, flow.ctx)
+    if shape is None or sched is None:
+        why = "the model's size is unknown" if shape is None else "the dataset's size is known only once it is " \
+            "downloaded (a hub id's #N tells it)"
+        flow.console.print(f"  [dim]Time: not estimated: {why}[/]")
+        return None
+    per_update = (sched.dataset_tokens / sched.per_epoch if sched.dataset_tokens else
+                  min(TYPICAL_ROW_TOKENS, spec.data.max_length) * sched.rows / sched.per_epoch)
+    ckpt = spec.train.gradient_checkpointing == "on" or (spec.train.gradient_checkpointing == "auto"
+                                                          and bool(sched.plan.checkpointing))
+    d = estimate_duration(shape.params, per_update * sched.total, sched.total * sched.plan.grad_accum,
+                          method=spec.method, task=spec.task, checkpointing=ckpt, hardware=flow.ctx.hardware)
+    flow.console.print(Text.assemble(("  Time: ", "bold"), f"{d.describe()} for ~{sched.total:,} updates; rough: "
+                                     "scaled from measured runs (wizard/estimate/duration.py)"))
+    if d.long:
+        flow.console.print("  [yellow]warning: that is hours on this machine: fewer rows (a hub id's #N), fewer "
+                           "epochs or max_steps, a smaller model, or a GPU would make it minutes[/]")
+    return d
