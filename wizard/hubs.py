@@ -220,3 +220,33 @@ def _describe(exc: BaseException) -> str:
         return root.strerror
     lines = str(root).strip().splitlines() or str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(root).__name__
+
+
+def download(hub: str, repo_id: str, *, to: str | None = None, include: list[str] | None = None,
+             revision: str | None = None) -> str:
+    """A model repository's files (those matching `include`'s globs, or all), into folder `to` or the hub
+    client's cache; returns the folder. The hub is asked first, within seconds, so a wrong id or a hub that
+    cannot be reached is said at once; wizard.errors.ModelError says which."""
+    from wizard.errors import ModelError
+
+    hub = which(hub)
+    reply = ask(hub, repo_id)
+    if reply.found is not True:
+        raise ModelError(f"{repo_id}: {reply.problem}", hint="check the id (owner/name, as on the model's page) "
+                         "and the hub (--hub)" if reply.found is False else
+                         "check the network, HF_ENDPOINT / MODELSCOPE_ENDPOINT, or an offline flag")
+    try:
+        if hub == "modelscope":
+            from modelscope import snapshot_download as ms_download
+
+            return str(ms_download(repo_id, revision=revision or "master", endpoint=endpoint(hub), local_dir=to,
+                                   allow_patterns=include))
+        from huggingface_hub import snapshot_download
+
+        with hf_offline(False):
+            return str(snapshot_download(repo_id, revision=revision, endpoint=endpoint(hub), local_dir=to,
+                                         allow_patterns=include))
+    except ImportError as exc:
+        raise ModelError(f"{repo_id}: the {TITLES[hub]} client is not installed ({exc.name})",
+                         hint="pip install modelscope" if hub == "modelscope" else "pip install huggingface_hub") \
+            from None

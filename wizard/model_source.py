@@ -15,6 +15,9 @@ from wizard import hubs
 from wizard.catalog import lookup
 from wizard.errors import ModelError
 
+# The files of a hub repository that loading and training read (config, safetensors weights, tokenizer,
+# chat template, remote code): not the .bin or GGUF copies some repositories also hold.
+MODEL_FILES = ("*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -132,7 +135,7 @@ def _download(repo_id: str, hub: str, revision: str | None) -> Path:
         with hubs.hf_offline(cache_only):
             return Path(snapshot_download(
                 repo_id, revision=revision, endpoint=hubs.endpoint(hub), local_files_only=cache_only,
-                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken"]))
+                allow_patterns=list(MODEL_FILES)))
     except ImportError as exc:
         raise ModelError(f"model.id '{repo_id}': the {hub} client is not installed ({exc.name})",
                          hint="pip install modelscope") from None
