@@ -250,3 +250,20 @@ def download(hub: str, repo_id: str, *, to: str | None = None, include: list[str
         raise ModelError(f"{repo_id}: the {TITLES[hub]} client is not installed ({exc.name})",
                          hint="pip install modelscope" if hub == "modelscope" else "pip install huggingface_hub") \
             from None
+
+
+# What the hub clients keep inside a download folder: a folder holding one of these is a previous download.
+CLIENT_STATE = (".cache/huggingface", "._____temp", ".msc")
+
+
+def target_problem(folder: str) -> str | None:
+    """Why files must not be downloaded into `folder` (a file; a folder holding someone's other files, which
+    the download could overwrite), or None: new, empty, or a previous download."""
+    from pathlib import Path
+
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"{folder} is a file, not a folder"
+    if path.is_dir() and any(path.iterdir()) and not any((path / s).exists() for s in CLIENT_STATE):
+        return f"{folder} holds other files, which a download could overwrite: give a new or empty folder"
+    return None

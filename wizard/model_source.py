@@ -62,6 +62,26 @@ def resolve(model_id: str, hub: str = "auto", revision: str | None = None) -> Pa
     return _download(model_id, hub, revision)
 
 
+def hub_repo(model_id: str, hub: str = "auto") -> tuple[str, str]:
+    """(hub id, hub) a catalog alias or an owner/name id is fetched as: a catalog model only the other hub
+    holds comes from there when the hub is `auto`, as resolve() fetches it."""
+    entry = lookup(model_id)
+    wanted = hubs.which(hub)
+    if entry is None:
+        if not hubs.is_repo_id(model_id):
+            raise ModelError(f"'{model_id}' is not a catalog alias or a hub id (owner/name)",
+                             hint="`tune-wizard recipes --models` lists the catalog; a hub id is as on the model's "
+                                  "page, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+        return model_id, wanted
+    if not (entry.hf or entry.ms):
+        raise ModelError(f"{model_id} is bundled with tune-wizard: there is nothing to download")
+    if not (entry.ms if wanted == "modelscope" else entry.hf):
+        if hub != "auto":
+            raise ModelError(f"{model_id}: the catalog knows no {hubs.TITLES[wanted]} id for it")
+        wanted = "huggingface" if wanted == "modelscope" else "modelscope"
+    return (entry.ms if wanted == "modelscope" else entry.hf), wanted
+
+
 def _local(path: Path) -> Path:
     if path.is_file() and path.suffix == ".gguf":
         return gguf_to_folder(path, cache_dir() / "models" / f"gguf-{path.stem}-{int(path.stat().st_mtime)}")

@@ -68,3 +68,19 @@ def test_bad_arguments_exit_2_and_touch_nothing(hub, tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert "the Hugging Face hub could not be reached" in err and "HF_ENDPOINT" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_wizard_downloads_now_when_asked_and_the_spec_trains_from_the_folder(hub, tmp_path, monkeypatch):
+    from tests.unit.test_init_flow import wizard_keys
+
+    monkeypatch.chdir(tmp_path)
+    answers = {"hub": "huggingface", "hf_endpoint": "", "model": "owner/tiny", "task": "sft-lora",
+               "dataset": "bundled:general_chat", "use_recommended": True, "output_dir": "runs", "name": "t"}
+    # Download now? y; save it in: Enter (models/tiny); the review: Write.
+    path, _, screen = wizard_keys(tmp_path, answers, "y" + "\r" + "\r", hubs=True)
+    folder = (tmp_path / "models" / "tiny").resolve()
+    spec = specmod.load(path)
+    assert (spec.model.id, spec.model.hub) == (str(folder), "local")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "config.json", "model.safetensors", "tokenizer.json"]
+    assert "saved in ./models/tiny: config.json, model.safetensors, tokenizer.json" in screen

@@ -175,11 +175,11 @@ def wizard_keys(tmp_path: Path, answers: dict, keys: str, *, gpu_gb: float | Non
 
 
 def test_enter_at_every_prompt_on_a_gpu_machine_equals_defaults(tmp_path):
-    """Hub, mirror, the model list, task, dataset, recommended settings, output folder, name, the review's
-    Write: Enter each time."""
+    """Hub, mirror, the model list, download now (no), task, dataset, recommended settings, output folder, name,
+    the review's Write: Enter each time."""
     from tests.unit.test_questions import _machine
 
-    path, text, screen = wizard_keys(tmp_path, {}, "\r" * 9, hubs=True)
+    path, text, screen = wizard_keys(tmp_path, {}, "\r" * 10, hubs=True)
     ctx = Context(hardware=_machine(24), cwd=tmp_path, no_start=True, out=tmp_path / "defaults.yaml",
                   hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     run_wizard(ctx, Console(file=io.StringIO()), interactive=False, use_defaults=True)
@@ -188,7 +188,7 @@ def test_enter_at_every_prompt_on_a_gpu_machine_equals_defaults(tmp_path):
     assert entered["model"]["id"] == "qwen2.5-7b-instruct" and "✓ fits" in screen
 
 
-BIG = {"hub": "huggingface", "hf_endpoint": "", "task": "sft-lora", "dataset": "hub", "dataset_hub": "o/d", "use_recommended": True,
+BIG = {"hub": "huggingface", "hf_endpoint": "", "download": False, "task": "sft-lora", "dataset": "hub", "dataset_hub": "o/d", "use_recommended": True,
        "output_dir": "runs"}
 
 

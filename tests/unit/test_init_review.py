@@ -97,7 +97,8 @@ def test_a_rerun_offers_the_previous_answers_as_defaults(tmp_path):
 
 def test_the_box_and_the_start_line_show_the_final_file_and_the_mirror(tmp_path):
     (tmp_path / "spec.yaml").write_text("keep: me\n")
-    answers = {"hub": "huggingface", "hf_endpoint": "https://mirror.example", "model": "qwen2.5-0.5b-instruct",
+    answers = {"hub": "huggingface", "hf_endpoint": "https://mirror.example", "download": False,
+               "model": "qwen2.5-0.5b-instruct",
                "task": "sft-lora", "dataset": "hub", "dataset_hub": "o/d", "use_recommended": True,
                "output_dir": "runs", "name": "m"}
     # Write; overwrite ./spec.yaml? Enter (no); the next free name: Enter.

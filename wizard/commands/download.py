@@ -7,9 +7,6 @@ from pathlib import Path
 
 from wizard.errors import UserError
 
-# Where the files a download keeps track of live inside --to: a folder holding these was a download.
-CLIENT_STATE = (".cache/huggingface", "._____temp", ".msc")
-
 
 def add_arguments(p) -> None:
     from wizard.model_source import MODEL_FILES
@@ -24,41 +21,16 @@ def add_arguments(p) -> None:
     p.add_argument("--revision", help="a branch, tag or commit")
 
 
-def repo_for(model: str, hub: str) -> tuple[str, str]:
-    """(hub id, hub) for a catalog alias or an owner/name id; a catalog model found only on the other hub
-    comes from there, as `tune-wizard run` fetches it."""
-    from wizard import hubs
-    from wizard.catalog import lookup
-
-    wanted = hubs.which(hub)
-    entry = lookup(model)
-    if entry is not None:
-        if entry.bundled and not (entry.hf or entry.ms):
-            raise UserError(f"{model} is bundled with tune-wizard: there is nothing to download")
-        if not (entry.ms if wanted == "modelscope" else entry.hf):
-            if hub != "auto":
-                raise UserError(f"{model}: the catalog knows no {hubs.TITLES[wanted]} id for it",
-                                hint=f"--hub {'huggingface' if wanted == 'modelscope' else 'modelscope'}")
-            wanted = "huggingface" if wanted == "modelscope" else "modelscope"
-        return (entry.ms if wanted == "modelscope" else entry.hf), wanted
-    if not hubs.is_repo_id(model):
-        raise UserError(f"'{model}' is not a catalog alias or a hub id (owner/name)",
-                        hint="`tune-wizard recipes --models` lists the catalog; a hub id is as on the model's page, "
-                             "e.g. Qwen/Qwen2.5-0.5B-Instruct")
-    return model, wanted
-
-
 def check_target(to: str | None) -> Path | None:
     """--to as a folder that may be written: new, empty, or a previous download (never someone's other files)."""
+    from wizard.hubs import target_problem
+
     if to is None:
         return None
-    path = Path(to).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--to {to}: a file, not a folder", hint="give a new folder, e.g. --to models/my-model")
-    if path.is_dir() and any(path.iterdir()) and not any((path / s).exists() for s in CLIENT_STATE):
-        raise UserError(f"--to {to}: the folder holds other files, which a download could overwrite",
-                        hint="give a new or empty folder")
-    return path
+    problem = target_problem(to)
+    if problem:
+        raise UserError(f"--to {problem}", hint="give a new folder, e.g. --to models/my-model")
+    return Path(to).expanduser()
 
 
 def saved_files(folder: Path) -> list[tuple[str, int]]:
@@ -75,10 +47,10 @@ def run(args) -> int:
     from rich.table import Table
 
     from wizard import hubs
-    from wizard.model_source import MODEL_FILES
+    from wizard.model_source import MODEL_FILES, hub_repo
     from wizard.ui import make_console
 
-    repo, hub = repo_for(args.model, args.hub)
+    repo, hub = hub_repo(args.model, args.hub)
     target = check_target(args.to)
     console = make_console()
     include = args.include or list(MODEL_FILES)

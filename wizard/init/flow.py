@@ -233,7 +233,7 @@ class Flow:
             self.console.print(f"  [yellow]{err}[/]")
             return self.prompt(q, a, default=value, can_back=self.can_back)
         if self.use_defaults or not self.interactive:
-            if not self.use_defaults:
+            if not self.use_defaults and not q.may_skip:
                 self._problem(UserError(f"{self.source} has no answer for '{q.id}' ({q.prompt}), and stdin is "
                                         "not a terminal to ask", hint="add each missing answer to it, or pass "
                                         "--defaults to take the recommended answer for everything it leaves out"))
@@ -291,11 +291,33 @@ class Flow:
             self.console.print(f"  [dim]{hub}: found {a[q.id]}[/]" if found else
                                f"  [yellow]{hub} is not answering: '{a[q.id]}' couldn't be checked; the run "
                                "will say if it does not exist[/]")
+        elif q.id == "download_to":
+            self.download_now(a)
         elif q.id == "dataset_path":
             self.dataset_panel(a)
         elif q.id == "dataset_hub" and a.get("hub") in hubs.TITLES:
             self.console.print(f"  [dim]downloaded from {hubs.TITLES[a['hub']]} when the run starts (the spec "
                                f"says so: data.train hub {a['hub']})[/]")
+
+    def download_now(self, a: dict) -> None:
+        """The model's files (those training reads) into the folder just answered. A download that fails is
+        said, and the spec keeps the hub id: the run downloads it when it starts."""
+        from wizard.model_source import MODEL_FILES, hub_repo
+
+        try:
+            repo, hub = hub_repo(Qs.model_id(a, self.ctx), a["hub"])
+            with self.console.status(f"Downloading {repo} from {hubs.TITLES[hub]}…", spinner="dots"):
+                folder = Path(hubs.download(hub, repo, to=a["download_to"], include=list(MODEL_FILES)))
+        except Exception as exc:  # noqa: BLE001 - any failure: the run can still download it later
+            problem = "; ".join(getattr(exc, "problems", None) or [f"{type(exc).__name__}: {exc}"])
+            self.console.print(f"  [yellow]not downloaded ({problem}); the run will download it when it "
+                               "starts[/]")
+            a["download"] = False
+            a.pop("download_to", None)
+            return
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        self.console.print(f"  [green]✓[/] saved in [bold]{shown(Path(a['download_to']))}[/]: {', '.join(files)}")
+        self.console.print("  [dim]the spec trains from this folder (model.hub: local)[/]")
 
     # ------------------------------------------------------------------ one prompt
     def prompt(self, q: Qs.Question, a: dict, default: Any = None, can_back: bool = False) -> Any:

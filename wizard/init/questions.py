@@ -60,6 +60,9 @@ class Question:
     other: Callable[[Any, Context], dict | None] | None = None
     back_to: str | None = None  # a confirm answered No goes back to that question
     optional: bool = False  # text/path: an empty answer is allowed (and means "none")
+    # An answers file may leave it out and get the default, even without --defaults: a question that only offers
+    # an extra step (download now?) must not break answers files written before it existed.
+    may_skip: bool = False
 
     @property
     def integer(self) -> bool:
@@ -140,6 +143,10 @@ def _check_model_path(v: str, a: dict, ctx: Context) -> str | None:
     if not (p / "config.json").is_file() and not list(p.glob("*.gguf")):
         return f"{p} holds no config.json: point at the folder with the model's config and weights"
     return None
+
+
+def _check_download_to(v: str, a: dict, ctx: Context) -> str | None:
+    return hubs.target_problem(v)
 
 
 def _check_adapter(v: str, a: dict, ctx: Context) -> str | None:
@@ -368,6 +375,15 @@ QUESTIONS: list[Question] = [
     Q("model_path", "path", 3, "Model folder", spec="model.id",
       help="A folder holding config.json and the weights (safetensors or .bin), or a .gguf file.",
       validate=_check_model_path, when=lambda a, c: a.get("hub") == "local"),
+    # ms-swift's init script downloads first; here the run downloads when it starts, unless asked now (to train
+    # offline, or on another machine from a copy of the folder): the spec then names the folder.
+    Q("download", "confirm", 3, "Download the model now?",
+      help="Yes saves it in a folder now and the spec trains from that folder (copy it to train elsewhere); no: "
+           "the run downloads it into the hub's cache when it starts.",
+      default=lambda a, c: False, when=lambda a, c: a.get("hub") in HUB_TITLES, may_skip=True),
+    Q("download_to", "path", 3, "Save the model in", help="A new or empty folder (or a previous download's).",
+      default=lambda a, c: f"models/{short_name(model_id(a, c))}", validate=_check_download_to,
+      when=lambda a, c: a.get("hub") in HUB_TITLES and a.get("download") is True),
     # One answer sets task and method, so the choices are the pairs and the help speaks of both.
     Q("task", "select", 4, "What kind of training?", spec="task", also=("method",),
       help="SFT teaches from example conversations; DPO from preferred vs rejected answers.",
@@ -454,6 +470,7 @@ _ADAPTER = f"method lora or qlora (task {', '.join(p for p in TASK_PAIRS if not 
 ASKED_WHEN = {
     "hf_endpoint": "hub: huggingface", "model": "hub: huggingface or modelscope",
     "model_id": "model: other (or a `model: owner/name`)", "model_path": "hub: local",
+    "download": "hub: huggingface or modelscope", "download_to": "download: yes",
     "dpo_adapter": "a dpo task", "dpo_beta": "a dpo task", "dataset_path": "dataset: local (or a `dataset: FILE`)",
     "dataset_confirm": "dataset: local", "dataset_hub": "dataset: hub (or a `dataset: owner/name`)",
     "lora_r": _ADAPTER, "lora_alpha": _ADAPTER, "lora_dropout": _ADAPTER, "target_modules": _ADAPTER,
