@@ -173,6 +173,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     ask(child, "Folder for the runs", CLEAR + "myruns")
     type_path(child, "", "Run name")
     child.send(CLEAR + "custom" + ENTER)
+    ask(child, "Eval split: keep it?", ENTER)                         # 3 eval rows of 12: warned, kept
     ask(child, "Write this spec?", ENTER)
     assert finish(child) == 0, child.logfile_read.plain()[-3000:]
     raw = yaml.safe_load((tmp_path / "custom.yaml").read_text())
@@ -184,7 +185,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     t = spec.train
     assert (t.lr, t.epochs, t.batch_size, t.grad_accum, t.max_steps) == (5e-5, 2, 2, 8, -1)
     assert (t.weight_decay, t.scheduler, t.optimizer, t.save_steps, t.logging_steps, t.seed) == (
-        0.01, "linear", "adamw_torch", 20, 5, 7)
+        0.01, "linear", "adamw_torch", 20, 1, 7)  # logging: scaled to the 2 updates 9 rows of 2 x 8 make
     assert t.gradient_checkpointing == "auto"  # the recommendation (batching tokens) leaves it to the run
     assert (spec.data.max_length, spec.data.packing, spec.data.eval_split) == (512, True, 0.25)
 
