@@ -109,3 +109,41 @@ def test_the_box_and_the_start_line_show_the_final_file_and_the_mirror(tmp_path)
     assert "Spec file:  ./spec-2.yaml" in box and f"Run it:     {start}" in box
     assert f"Start it with: {start}" in box and "./spec.yaml" not in box
     assert "tune-wizard init --answers ./spec-2.answers.yaml --out ./spec-2.yaml" in box
+
+
+def test_sections_are_numbered_with_the_total_and_dpo_shows_no_sft_settings(tmp_path):
+    answers = {"hub": "demo", "task": "dpo-lora", "dataset": "bundled:preference_demo", "use_recommended": False,
+               "advanced": True, "name": "pref"}
+    path, text, screen = wizard(tmp_path, answers, defaults=True)
+    assert "1 of 8 · Where the model comes from" in screen and "7 of 8 · Summary" in screen
+    summary = screen.split("7 of 8 · Summary")[1]
+    assert "packing" not in summary and "assistant_only_loss" not in summary
+    # ... nor asked: the advanced questions of DPO leave packing out.
+    assert help_of("packing") not in screen and "Pack short rows" not in screen
+
+
+def test_the_memory_rows_read_as_in_estimate_on_a_cpu(tmp_path):
+    """The wizard's memory panel and `tune-wizard estimate` share wizard.estimate.memory.part_rows: on a CPU the
+    overhead row is the Python and torch runtime, and empty parts are left out."""
+    import io
+
+    from rich.console import Console
+
+    from tests.unit.test_questions import _machine
+    from wizard.estimate import estimate
+    from wizard.estimate.memory import part_rows
+    from wizard.init.context import Context
+    from wizard.init.flow import run_wizard
+
+    ctx = Context(hardware=_machine(None), cwd=tmp_path, no_start=True, preset={"hub": "demo", "name": "cpu"})
+    buf = io.StringIO()
+    run_wizard(ctx, Console(file=buf, width=200, color_system=None), interactive=False, use_defaults=True,
+               answers_file="lab.yaml")
+    panel = buf.getvalue().split("Memory estimate")[1]
+    assert "Python and torch runtime" in panel and "CUDA context" not in panel
+    b = estimate({"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "vocab": 1000}, method="lora",
+                 device="cpu", precision="fp32")
+    labels = [label for label, _ in part_rows(b, "cpu")]
+    assert "Python and torch runtime" in labels and all(gb >= 0.005 or label in ("weights", "activations")
+                                                         for label, gb in part_rows(b, "cpu"))
+    assert "CUDA context and allocator slack" in [label for label, _ in part_rows(b, "cuda")]

@@ -274,7 +274,9 @@ class Flow:
         if step != self.step:
             self.step = step
             self.console.print()
-            self.console.rule(f"[bold]{step} · {Qs.STEPS.get(step, '')}", align="left", style="cyan")
+            steps = sorted(Qs.STEPS)
+            number = f"{steps.index(step) + 1} of {len(steps)}" if step in steps else str(step)
+            self.console.rule(f"[bold]{number} · {Qs.STEPS.get(step, '')}", align="left", style="cyan")
 
     def _after(self, q: Qs.Question, a: dict) -> None:
         if q.id == "hub" and a[q.id] == "demo":
@@ -514,7 +516,11 @@ class Flow:
                   padding=(0, 2))
         t.add_column(style="bold")
         t.add_column(overflow="fold")
-        for section, value in spec_yaml.relevant(spec).items():
+        shown_spec = spec_yaml.relevant(spec)
+        if spec.task == "dpo":  # DPO reads whole pairs and learns from the answers: SFT's two settings, unread
+            for key in ("packing", "assistant_only_loss"):
+                shown_spec["data"].pop(key, None)
+        for section, value in shown_spec.items():
             if section == "version":
                 continue
             if isinstance(value, dict):
@@ -547,7 +553,8 @@ class Flow:
     def estimate_panel(self, spec) -> Fit:
         avail, where = self.ctx.memory()
         try:
-            from wizard.estimate import PART_LABELS, estimate_for_spec, fitting_change, verdict
+            from wizard.estimate import estimate_for_spec, fitting_change, verdict
+            from wizard.estimate.memory import part_rows
 
             b = estimate_for_spec(spec, self.ctx.hardware)
             fits, advice = verdict(b, avail) if avail else (None, [])
@@ -558,8 +565,8 @@ class Flow:
         t = Table(show_header=True, box=None, padding=(0, 2))
         t.add_column("part")
         t.add_column("GiB", justify="right")
-        for part, gb in dict(b.parts).items():
-            t.add_row(PART_LABELS.get(part, str(part)), f"{float(gb):.2f}")
+        for label, gb in part_rows(b, self.ctx.device().get("device", "cuda")):
+            t.add_row(label, f"{gb:.2f}")
         t.add_row("[bold]total[/]", f"[bold]{float(b.total_gb):.2f}[/]")
         if avail:
             mark = "[green]✓ fits[/]" if fits else "[red]✗ does not fit[/]"

@@ -447,7 +447,8 @@ QUESTIONS: list[Question] = [
       default=lambda a, c: _interval(a, c, "train.logging_steps")),
     Q("gradient_checkpointing", "select", 6, "Gradient checkpointing", spec="train.gradient_checkpointing",
       tuning=True, advanced=True),
-    Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True),
+    Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True,
+      when=lambda a, c: task_method(a)[0] == "sft"),  # DPO reads pairs whole
     Q("eval_split", "number", 6, "Eval split", spec="data.eval_split", tuning=True, advanced=True),
     Q("seed", "number", 6, "Random seed", spec="train.seed", tuning=True, advanced=True),
     Q("dpo_beta", "number", 6, "DPO beta", spec="dpo.beta", when=lambda a, c: task_method(a)[0] == "dpo",
@@ -474,7 +475,7 @@ ASKED_WHEN = {
     "dpo_adapter": "a dpo task", "dpo_beta": "a dpo task", "dataset_path": "dataset: local (or a `dataset: FILE`)",
     "dataset_confirm": "dataset: local", "dataset_hub": "dataset: hub (or a `dataset: owner/name`)",
     "lora_r": _ADAPTER, "lora_alpha": _ADAPTER, "lora_dropout": _ADAPTER, "target_modules": _ADAPTER,
-    "batching": "an sft task", "batch_tokens": "an sft task batching tokens",
+    "batching": "an sft task", "packing": "an sft task", "batch_tokens": "an sft task batching tokens",
     "batch_size": "batching: rows, or a dpo task",
 }
 
