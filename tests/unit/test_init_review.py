@@ -147,3 +147,13 @@ def test_the_memory_rows_read_as_in_estimate_on_a_cpu(tmp_path):
     assert "Python and torch runtime" in labels and all(gb >= 0.005 or label in ("weights", "activations")
                                                          for label, gb in part_rows(b, "cpu"))
     assert "CUDA context and allocator slack" in [label for label, _ in part_rows(b, "cuda")]
+
+
+def test_esc_in_the_model_picker_and_a_text_prompt_walks_back_to_the_hub(tmp_path):
+    # Hub: up twice from the demo to Hugging Face; mirror: Enter (none); the model list: Esc; the mirror: Esc;
+    # the hub again, offering Hugging Face: down twice to the demo; then Enter to the review, and Write.
+    keys = UP * 2 + "\r" + "\r" + ESC + ESC + "jj\r" + "\r" * 5 + WRITE
+    path, _, screen = wizard_keys(tmp_path, {}, keys)
+    assert specmod.load(path).model.id == "smollm2-135m-instruct"
+    assert screen.count(help_of("hf_endpoint")) == 2 and screen.count(help_of("model")) == 1
+    assert screen.count(help_of("hub")) == 2

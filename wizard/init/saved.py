@@ -15,7 +15,7 @@ from wizard.init.questions import BY_ID, QUESTIONS
 
 SUFFIX = ".answers.yaml"
 # Answers that name a file or folder: saved absolute, so the answers file works from any folder.
-PATHS = ("model_path", "dataset_path", "dpo_adapter")
+PATHS = ("model_path", "dataset_path", "dpo_adapter", "download_to")
 
 
 def path_for(spec_file: Path) -> Path:
