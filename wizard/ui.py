@@ -1,6 +1,7 @@
 """The Rich console the commands print with."""
 from __future__ import annotations
 
+import io
 import sys
 
 from rich.console import Console
@@ -12,8 +13,40 @@ PIPED_WIDTH = 200
 
 def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else PIPED_WIDTH
-    return Console(highlight=False, width=width, stderr=stderr)
+    if stream.isatty():
+        return Console(highlight=False, stderr=stderr)
+    return Console(highlight=False, width=PIPED_WIDTH, file=TrimmedLines(stream))
+
+
+class TrimmedLines(io.TextIOBase):
+    """A piped stream without the spaces Rich pads each line with up to PIPED_WIDTH: logs, `| diff` and
+    `| grep 'x$'` see the text only. A line is written once its newline comes (or at a flush)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, s: str) -> int:
+        *lines, self.pending = (self.pending + s).split("\n")
+        if lines:
+            self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(s)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
 
 
 def quiet_libraries() -> None:
