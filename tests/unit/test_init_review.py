@@ -157,3 +157,24 @@ def test_esc_in_the_model_picker_and_a_text_prompt_walks_back_to_the_hub(tmp_pat
     assert specmod.load(path).model.id == "smollm2-135m-instruct"
     assert screen.count(help_of("hf_endpoint")) == 2 and screen.count(help_of("model")) == 1
     assert screen.count(help_of("hub")) == 2
+
+
+def test_a_path_prompt_keeps_no_rows_free_below_it(tmp_path):
+    """A refused path (no such file) is said on the row under the prompt: the wizard's path prompts complete
+    on Tab, so they do not keep rows free for a menu that may open while typing (questionary's default keeps
+    8, which put the message that far below the prompt)."""
+    import questionary
+    from prompt_toolkit.application.current import set_app
+    from prompt_toolkit.layout.controls import BufferControl
+    from prompt_toolkit.layout.dimension import to_dimension
+
+    from wizard.init.flow import PATH_KW
+
+    def rows_kept_free(app) -> set[int]:
+        windows = [w for w in app.layout.find_all_windows()
+                   if isinstance(w.content, BufferControl) and w.content.buffer is app.layout.current_buffer]
+        with set_app(app):
+            return {to_dimension(w.height).min for w in windows}
+
+    assert rows_kept_free(questionary.path("Dataset file", **PATH_KW).application) == {0}
+    assert rows_kept_free(questionary.path("Dataset file").application) == {8}  # the default, for contrast

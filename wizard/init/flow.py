@@ -30,6 +30,9 @@ class CancelledAfterWrite(Exception):
 
 FLOW_OWNED = ("overwrite", "out_file", "start")  # asked around the summary, not in the question loop
 PROMPT_KW = {"validate_while_typing": False}     # validators may read a file or ask a hub: on Enter only
+# Path prompts complete on Tab (their help says so), not while typing: a completion menu that may open keeps 8
+# rows free below the prompt, which put a refused answer's message that far below it.
+PATH_KW = {**PROMPT_KW, "complete_while_typing": False}
 
 
 class Flow(Panels):
@@ -356,7 +359,7 @@ class Flow(Panels):
 
         if q.kind == "path":  # questionary.path takes no instruction: the hint goes with the question
             raw = ask(questionary.path(q.prompt + (f" ({HINT})" if can_back else ""), default=fmt(dflt),
-                                       validate=validate, only_directories=q.id == "output_dir", **PROMPT_KW))
+                                       validate=validate, only_directories=q.id == "output_dir", **PATH_KW))
         else:
             raw = ask(questionary.text(q.prompt, default=fmt(dflt), validate=validate,
                                        instruction=f"({HINT})" if can_back else None, **PROMPT_KW))
@@ -467,7 +470,7 @@ def choose_file(flow: Flow, path: Path) -> Path:
             raise UserError(f"{path} exists and the answers say not to overwrite it",
                             hint="add `out_file: NEW.yaml` to the answers file, or pass --out")
         flow.console.print(f"  [dim]{Qs.help_text(Qs.BY_ID['out_file'])}[/]")
-        raw = questionary.path("Write the spec to", default=shown(free_name(path)), **PROMPT_KW,
+        raw = questionary.path("Write the spec to", default=shown(free_name(path)), **PATH_KW,
                                validate=lambda t: True if t.strip() and not Path(t).expanduser().is_dir()
                                else "a file name, e.g. my-run.yaml").unsafe_ask()
         path = Path(raw.strip()).expanduser()
