@@ -57,6 +57,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+
+    # bitsandbytes on a CPU with AVX512-BF16 tries a faster 4-bit kernel from the Hub (kernels-community) at
+    # import and, without the optional `kernels` package or a network, warns; it then uses its own CPU code,
+    # which is what runs anyway. The line reads as an error in doctor and at the start of every run.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     import warnings
 
     # transformers 5 renamed gradient checkpointing to activation checkpointing and warns on every use of
