@@ -109,6 +109,7 @@ def test_the_box_and_the_start_line_show_the_final_file_and_the_mirror(tmp_path)
     assert "Spec file:  ./spec-2.yaml" in box and f"Run it:     {start}" in box
     assert f"Start it with: {start}" in box and "./spec.yaml" not in box
     assert "tune-wizard init --answers ./spec-2.answers.yaml --out ./spec-2.yaml" in box
+    assert f"# Run it:   {start}" in (tmp_path / "spec-2.yaml").read_text()  # the spec's header says the same
 
 
 def test_sections_are_numbered_with_the_total_and_dpo_shows_no_sft_settings(tmp_path):

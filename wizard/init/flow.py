@@ -2,8 +2,8 @@
 
 One loop serves the three ways in: a person at a terminal, `--answers FILE` and `--defaults`. For each
 question an answers-file value wins, then `--defaults` (or a question the recommended settings cover)
-takes the default, and only then is the person asked. Nothing is written before the summary, so Ctrl-C
-anywhere leaves no file behind.
+takes the default, and only then is the person asked (Esc goes back one). Nothing is written before the
+review's Write (wizard.init.review), so Ctrl-C or Cancel anywhere before it leaves no file behind.
 """
 from __future__ import annotations
 
@@ -520,10 +520,10 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
     overwritten = final.exists()
     if final != path:  # dataset paths are written relative to the spec's folder
         spec = from_dict(A.build_spec_dict(a, ctx, final), source="wizard answers")
-    mirror = f"\nWith the Hugging Face mirror: export HF_ENDPOINT={shlex.quote(endpoint)}" if endpoint else ""
+    start_line = run_command(final, endpoint)
     header = (f"tune-wizard run spec, written by `tune-wizard init`; each field says what it does.\n"
-              f"Run it:   tune-wizard run {shlex.quote(shown(final))}\n"
-              f"Check it: tune-wizard validate {shlex.quote(shown(final))}{mirror}\n")
+              f"Run it:   {start_line}\n"
+              f"Check it: tune-wizard validate {shlex.quote(shown(final))}\n")
     spec_yaml.write(spec, final, header)
     answers_path = saved.path_for(final)
     if answers_path.exists() and not overwritten:  # someone's file by that name, not this spec's: keep it
@@ -535,7 +535,6 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
     if fit.fits is False:
         flow.fit_warning(fit, "--defaults" if use_defaults else "you said so" if interactive else
                          "--answers without a terminal")
-    start_line = run_command(final, endpoint)
     if ctx.no_start:
         console.print(f"Start it with: [bold]{start_line}[/]")
         return final, False
