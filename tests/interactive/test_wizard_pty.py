@@ -20,7 +20,7 @@ from wizard import spec as specmod
 
 pytestmark = pytest.mark.process
 
-ENTER, DOWN, CTRL_C, CLEAR = "\r", "\x1b[B", "\x03", "\x15"  # CLEAR: Ctrl-U, erase the default text
+ENTER, DOWN, CTRL_C, CLEAR, ESC = "\r", "\x1b[B", "\x03", "\x15", "\x1b"  # CLEAR: Ctrl-U, erase the default
 TIMEOUT = 90  # the machine is slow and shared: generous per prompt, the whole file stays near a minute
 ENV = {**os.environ, "TERM": "xterm-256color", "TUNE_WIZARD_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
        # pexpect is not a terminal that answers cursor-position requests; say so instead of a warning line
@@ -139,6 +139,9 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     child = spawn(tmp_path, "--no-start")
     ask(child, "Where should the model come from", ENTER)             # the bundled demo model
     choose(child, "What kind of training", "SFT with LoRA")
+    choose(child, "Which dataset", "A local file")
+    child.expect_exact("Dataset file")
+    child.send(ESC)                                                   # back to the list, as a terminal sends Esc
     choose(child, "Which dataset", "A local file")
     child.expect_exact("Dataset file")
     type_path(child, "mine.jsonl", "Use this dataset?")
