@@ -20,6 +20,7 @@ VERBS = {
     "chat": "talk to a trained run or a base model",
     "export": "merged weights or a GGUF file from a run",
     "serve": "an OpenAI-compatible HTTP API over a run or a model",
+    "download": "fetch a model once, for offline training or another machine",
     "recipes": "bundled recipes and catalog models",
     "doctor": "check this machine: torch, CUDA, bf16, bitsandbytes, NVML, disk, hubs",
 }

@@ -23,11 +23,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
     else:
         rows.append(("CUDA", False, "no NVIDIA GPU visible: training runs on the CPU (fine for the demo)"))
     for pkg in ("transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "modelscope"):
-        try:
-            mod = __import__(pkg)
-            rows.append((pkg, True, getattr(mod, "__version__", "installed")))
-        except Exception as exc:  # bitsandbytes raises more than ImportError on a broken CUDA set-up
-            rows.append((pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]))
+        rows.append(_package(pkg))
     try:
         with hardware.nvml() as nv:
             rows.append(("NVML", True, f"driver {hardware.nvml_driver(nv)}"))
@@ -69,6 +65,29 @@ def _several_gpus(torch, hardware) -> list[tuple[str, bool, str]]:
     except Exception as exc:  # noqa: BLE001 - NVML's absence is reported above
         rows.append(("interconnect", False, f"unknown ({type(exc).__name__})"))
     return rows
+
+
+# Imported to be checked: bitsandbytes shows a broken CUDA set-up only when imported. The others are pure
+# Python, read from their installed metadata: importing peft and trl (which import transformers' models) takes
+# ~8 s on a small machine, and doctor should answer in seconds.
+IMPORTED = ("bitsandbytes",)
+
+
+def _package(pkg: str) -> tuple[str, bool, str]:
+    from importlib import metadata, util
+
+    if pkg not in IMPORTED:
+        if util.find_spec(pkg) is None:
+            return pkg, False, "not installed"
+        try:
+            return pkg, True, metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return pkg, True, "installed"
+    try:
+        mod = __import__(pkg)
+        return pkg, True, getattr(mod, "__version__", "installed")
+    except Exception as exc:  # noqa: BLE001 - bitsandbytes raises more than ImportError on a broken CUDA set-up
+        return pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]
 
 
 def run(args) -> int:

@@ -36,7 +36,8 @@ def _hardware(gpu_memory):
 
 def run(args) -> int:
     from wizard import spec as specmod
-    from wizard.estimate import PART_LABELS, available_memory, estimate_for_spec, method_table, verdict
+    from wizard.estimate import available_memory, estimate_for_spec, method_table, verdict
+    from wizard.estimate.memory import part_rows
 
     spec = specmod.load(args.spec, args.overrides)
     hw = _hardware(args.gpu_memory)
@@ -73,10 +74,8 @@ def run(args) -> int:
     t = Table(title=f"memory at the peak ({b.peak}), GiB")
     t.add_column("part")
     t.add_column("GiB", justify="right")
-    labels = {**PART_LABELS, **({"overhead": "Python and torch runtime"} if inp["device"] == "cpu" else {})}
-    for name, gb in b.parts.items():
-        if gb >= 0.005 or name in ("weights", "activations"):
-            t.add_row(labels.get(name, name), f"{gb:.2f}")
+    for label, gb in part_rows(b, inp["device"]):
+        t.add_row(label, f"{gb:.2f}")
     t.add_row("[bold]total[/bold]", f"[bold]{b.total_gb:.2f}[/bold]")
     console.print(t)
 

@@ -36,6 +36,8 @@ PART_LABELS = {
     "activations": "activations", "logits": "logits and loss", "transient": "temporaries",
     "overhead": "CUDA context and allocator slack",
 }
+# On a CPU the overhead part is the Python and torch runtime in RAM (CPU_RUNTIME_GB), not a CUDA context.
+CPU_PART_LABELS = {**PART_LABELS, "overhead": "Python and torch runtime"}
 # Outside torch's allocator: the CUDA context with cuBLAS/cuDNN/bitsandbytes loaded (0.75 GiB measured on
 # an H200, torch 2.11 + CUDA 13, at every model size). Reserved above allocated: the caching allocator's
 # slack, which follows the size of the float32 logits blocks (H200: 0.2-0.5 GiB at 512 tokens, 0.7-1.0 at
@@ -371,6 +373,14 @@ def available_memory(hardware) -> tuple[float | None, str]:
         return float(gpu.free_gb or gpu.total_gb), f"GPU {gpu.index} ({gpu.name})"
     ram = getattr(hardware, "ram_available_gb", None)
     return (float(ram) if ram else None), "CPU RAM"
+
+
+def part_rows(b: Breakdown, device: str) -> list[tuple[str, float]]:
+    """(label, GiB) of the breakdown as `tune-wizard estimate` and the wizard show it: labelled for the device,
+    parts under 5 MiB left out (weights and activations always shown)."""
+    labels = CPU_PART_LABELS if device == "cpu" else PART_LABELS
+    return [(labels.get(name, name), float(gb)) for name, gb in b.parts.items()
+            if gb >= 0.005 or name in ("weights", "activations")]
 
 
 def method_table(shape: Shape | Mapping, available_gb: float | None = None, **kw) -> list[dict]:

@@ -143,6 +143,8 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
         mid = str(Path(mid).expanduser().resolve())
     # "demo" is the wizard's choice for the bundled model, which the catalog finds with hub auto.
     model: dict = {"id": mid, "hub": {"demo": "auto"}.get(hub, hub)}
+    if a.get("download") and a.get("download_to"):  # downloaded by the wizard: the spec trains from the folder
+        model = {"id": str(Path(a["download_to"]).expanduser().resolve()), "hub": "local"}
     if a.get("dpo_adapter"):
         model["adapter"] = str(Path(a["dpo_adapter"]).expanduser().resolve())
     spec: dict = {"model": model, "task": task, "method": method,
