@@ -26,10 +26,11 @@ def _spec(**over):
     return specmod.from_dict(raw)
 
 
-def _gpu_machine(gb: float) -> Hardware:
-    gpu = GpuInfo(index=0, name="test GPU", total_gb=gb, free_gb=gb, bf16=True, compute_capability=(9, 0))
-    return Hardware(gpus=[gpu, GpuInfo(1, "test GPU", gb, gb, True, (9, 0))], cpu_count=16, ram_total_gb=256,
-                    ram_available_gb=200, cpu_bf16=True, cuda_available=True)
+def _gpu_machine(gb: float, count: int = 2) -> Hardware:
+    gpus = [GpuInfo(index=i, name="test GPU", total_gb=gb, free_gb=gb, bf16=True, compute_capability=(9, 0))
+            for i in range(count)]
+    return Hardware(gpus=gpus, cpu_count=16, ram_total_gb=256, ram_available_gb=200, cpu_bf16=True,
+                    cuda_available=True)
 
 
 def test_the_section_is_written_only_when_it_says_more_than_one_process():
@@ -155,3 +156,31 @@ def test_a_run_resumes_only_on_the_count_it_started_with(tmp_path, tiny_model_di
         check_before_launch(spec, str(run), 3)
     assert "two-20261202-120000 was trained on 2 processes (GPUs); this run has 3" in str(refused.value)
     assert "--gpus 2" in refused.value.hint
+
+
+def test_the_wizard_asks_for_the_gpus_and_says_ddp_or_fsdp(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from wizard.init import questions as Qs
+    from wizard.init.context import Context
+    from wizard.init.flow import run_wizard
+
+    monkeypatch.setenv("TUNE_WIZARD_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    ctx = Context(hardware=_gpu_machine(80), cwd=tmp_path, no_start=True)
+    q = Qs.BY_ID["gpus"]
+    small = {"hub": "huggingface", "model": "qwen2.5-7b-instruct", "task": "sft-qlora"}
+    big = {**small, "model": "qwen2.5-32b-instruct", "task": "sft-full"}
+    first = Qs.options(q, small, ctx)[0]
+    assert (first.value, first.title) == ("2", "all 2 GPUs") and first.help.startswith("ddp: the model fits one GPU")
+    sharded = Qs.options(q, big, ctx)[0].help
+    assert sharded.startswith("fsdp:") and "split over 2 GPUs" in sharded
+    assert [o.value for o in Qs.options(q, small, ctx)] == ["2", "1"]
+    assert not q.when(small, Context(hardware=_gpu_machine(80, count=1)))  # one GPU: not asked
+    ctx = Context(hardware=_gpu_machine(80), cwd=tmp_path, no_start=True,
+                  preset={**small, "dataset": "hub", "dataset_hub": "o/d"})
+    path, _ = run_wizard(ctx, Console(file=io.StringIO(), width=120), interactive=False, use_defaults=True,
+                         answers_file="lab.yaml")
+    assert specmod.load(path).distributed.gpus == 2

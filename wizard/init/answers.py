@@ -151,7 +151,7 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
                   "data": {"train": _data_sources(a, ctx, spec_file.parent)}}
     for q in QUESTIONS:
         # The answers that are their field's value as they stand; model and data are assembled above.
-        if q.id not in a or not q.spec or not (q.tuning or q.id in ("name", "output_dir")):
+        if q.id not in a or not q.spec or not (q.tuning or q.id in ("name", "output_dir", "gpus")):
             continue
         if q.spec.startswith("lora.") and method == "full":
             continue

@@ -317,6 +317,30 @@ def dataset_rows(a: dict, ctx: Context) -> tuple[int | None, float | None]:
     return rows, (chars / rows / 4 + 20 if rows and chars else None)  # + the chat template's own tokens
 
 
+def _gpu_options(a: dict, ctx: Context) -> list:
+    """All the GPUs, each smaller count, one: the first says DDP or FSDP and why, by the rule the run applies
+    (wizard.estimate.strategy)."""
+    n = len(ctx.gpus)
+    why = _strategy(a, ctx, n)
+    out = [Option(str(n), f"all {n} GPUs", why)]
+    out += [Option(str(k), f"{k} GPUs", f"{k} of the {n}") for k in range(n - 1, 1, -1)]
+    return [*out, Option("1", "1 GPU", "one process, no torchrun; the other GPUs stay free")]
+
+
+def _strategy(a: dict, ctx: Context, n: int) -> str:
+    from wizard.estimate.strategy import choose
+    from wizard.spec import from_dict
+
+    task, method = task_method(a)
+    try:
+        spec = from_dict({"model": {"id": model_id(a, ctx) or "model"}, "task": task, "method": method,
+                          "data": {"train": ["data.jsonl"]}})
+        strategy, why = choose(spec, ctx.hardware, ctx.shape(spec.model.id), n)
+    except Exception:  # noqa: BLE001 - the model's size unknown here: the run decides when it starts
+        return "the run picks DDP when the model fits one GPU, FSDP when it does not"
+    return f"{strategy}: {why}"
+
+
 def tuning_schedule(a: dict, ctx: Context):
     """wizard.init.schedule.updates for the answers so far (the recommended value of any not yet given)."""
     from wizard.init.schedule import updates
@@ -409,6 +433,12 @@ QUESTIONS: list[Question] = [
            "Face) when the run starts.",
       validate=_check_dataset_hub,
       when=lambda a, c: a.get("dataset") == "hub"),
+    # Asked on a machine with several GPUs: the run then starts one process per GPU through torchrun.
+    Q("gpus", "select", 6, "How many GPUs?", spec="distributed.gpus",
+      help="Each GPU trains on its share of every update (DDP), or holds a share of the model (FSDP) when it is "
+           "too big for one; the first choice says which this model takes.",
+      default=lambda a, c: str(len(c.gpus)), choices=_gpu_options, to_spec=int,
+      when=lambda a, c: len(c.gpus) > 1),
     Q("use_recommended", "confirm", 6, "Use the recommended settings?",
       help="Yes takes the values above; No asks for each of them.", default=lambda a, c: True),
     Q("lora_r", "number", 6, "LoRA rank", spec="lora.r", when=uses_adapter, tuning=True),
