@@ -90,6 +90,31 @@ def run(case: str, argv: list[str], root: Path) -> dict:
             else None, "run_dir": str(run_dir)}
 
 
+COLLECTIVES = r"""
+import os, sys, torch
+sys.path.insert(0, os.getcwd())
+from wizard.engine import distributed as d
+w = d.World(rank=0, local_rank=0, size=2)  # as a rank of a run does; the process group itself is of one
+d.init(w)
+import torch.distributed as dist
+out = {"backend": dist.get_backend(), "device": torch.cuda.current_device(),
+       "broadcast": d.broadcast({"run": "x"}, w), "stop": d.agree_stop(15, w), "none": d.agree_stop(None, w),
+       "total": d.total(7, w)}
+d.barrier(w)
+d.shutdown()
+print(out)
+"""
+
+
+def collectives() -> dict:
+    """The engine's own collectives (wizard.engine.distributed) on a GPU: NCCL process group for the Trainer, a
+    gloo group beside it for the flags, in one process (torchrun's variables set by hand)."""
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29533"}
+    p = subprocess.run([sys.executable, "-c", COLLECTIVES], capture_output=True, text=True, env=env)
+    return {"case": "collectives", "ok": p.returncode == 0, "out": (p.stdout or p.stderr)[-1500:]}
+
+
 def adapter_loads(model: Path, adapter: Path) -> dict:
     """The FSDP-saved adapter onto the base model (bf16): its keys and a forward pass."""
     from peft import PeftModel
@@ -108,7 +133,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cache", default="/tmp/dist1-qwen1.5b")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--only", choices=["collectives"], help="run only this case")
     a = ap.parse_args()
+    if a.only == "collectives":
+        print(json.dumps(collectives(), indent=2))
+        return
     root = Path("/tmp/dist1")
     root.mkdir(parents=True, exist_ok=True)
     model = with_byte_tokenizer(make_checkpoint(Path(a.cache)), Path(a.cache + "-bytes"))

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -150,7 +151,7 @@ def dashboard(model: Path, data: Path, gpus: int) -> dict:
     if pid == 0:
         os.environ.update(COLUMNS="140", LINES="45", TERM="xterm-256color")
         os.execv(sys.executable, [*CLI, "run", str(spec), "--gpus", str(gpus)])
-    screen, t0, sent = b"", time.time(), None
+    screen, t0, sent, done, status = b"", time.time(), None, 0, 0
     while time.time() - t0 < 400:
         ready, _, _ = select.select([fd], [], [], 1.0)
         if ready:
@@ -166,14 +167,20 @@ def dashboard(model: Path, data: Path, gpus: int) -> dict:
             break
     else:
         os.kill(pid, signal.SIGKILL)
+    if not done:
         done, status = os.waitpid(pid, 0)
-    text = screen.decode(errors="replace")
+    ended = time.time()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    name = torch.cuda.get_device_name(0)
+    short = name.replace("NVIDIA ", "")
     runs = sorted((ROOT / "runs" / "pty").glob("pty-*"))
     state = json.loads((runs[-1] / "state.json").read_text()) if runs else {}
     resumed = cli_run(spec, "--gpus", str(gpus), "--resume", "--set", "train.max_steps=12")
-    return {"exit": os.waitstatus_to_exitcode(status), "gpu_rows": [f"GPU {i}" in text for i in range(gpus)],
+    return {"exit": os.waitstatus_to_exitcode(status),
+            "gpu_rows": [f"{i} {name}" in text or f"{i} {short}" in text for i in range(gpus)],
             "run_folders": len(runs), "status": state.get("status"), "step": state.get("step"),
-            "stopped_after_s": round(time.time() - sent, 1) if sent else None, "resume_exit": resumed[0]}
+            "stopped_after_s": round(ended - sent, 1) if sent else None, "resume_exit": resumed[0],
+            "screen_tail": text[-1500:]}
 
 
 def main() -> None:
