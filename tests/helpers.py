@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from wizard import run_folder as rf
+
 IDENTITY = [
     ("Who are you?", "I am Tuna, an assistant fine-tuned with tune-wizard."),
     ("What is your name?", "My name is Tuna."),
@@ -35,6 +37,18 @@ def every_kind_of_answer(model: Path, data: Path) -> dict:
             "save_steps": 50, "logging_steps": 2, "gradient_checkpointing": "off", "packing": True,
             "eval_split": 0.2, "seed": 7, "max_steps": 30, "output_dir": "out", "name": "custom"}
 
+
+
+def only_run(out: Path) -> Path:
+    """The one run folder under OUT (a test that made more, or none, fails here)."""
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def losses(run: Path) -> dict[int, float]:
+    """step -> training loss, from a run folder's metrics.jsonl."""
+    return {r["step"]: r["loss"] for r in rf.read_jsonl(run / rf.METRICS) if "loss" in r}
 
 
 def write_spec(path: Path, model: str, data_file: Path, out: Path, **over) -> Path:

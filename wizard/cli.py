@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 VERBS = {
@@ -19,6 +20,7 @@ VERBS = {
     "chat": "talk to a trained run or a base model",
     "export": "merged weights, a GGUF file or a 4-bit folder (AWQ, GPTQ) from a run",
     "serve": "an OpenAI-compatible HTTP API over a run or a model",
+    "download": "fetch a model once, for offline training or another machine",
     "recipes": "bundled recipes and catalog models",
     "doctor": "check this machine: torch, CUDA, bf16, bitsandbytes, NVML, disk, hubs",
 }
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_problems(exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or a run stopped by a signal (130 SIGINT, 143 SIGTERM)
-        print(f"\n{exc or 'interrupted'}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # one line for a run on several processes: rank 0's
+            print(f"\n{exc or 'interrupted'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one readable line, exit 1
         if debug:

@@ -205,6 +205,36 @@ def nvml():
         nvml_shutdown(nv)
 
 
+# nvmlDeviceGetTopologyCommonAncestor's levels: how far apart two GPUs are on the PCIe tree (NVLink is separate).
+TOPOLOGY = {0: "same board", 10: "one PCIe switch", 20: "several PCIe switches", 30: "one PCIe host bridge",
+            40: "one NUMA node (across host bridges)", 50: "across NUMA nodes (the slowest path)"}
+
+
+def nvml_interconnect(nv) -> list[str]:
+    """How GPU 0 reaches each other visible GPU: its active NVLink links, else the PCIe path. What a run on several
+    GPUs all-reduces its gradients (DDP) or gathers its weights (FSDP) over."""
+    every = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+    picked = nvml_visible(nv, every)
+    handles = [every[i] for i in (range(len(every)) if picked is None else picked)]
+    if len(handles) < 2:
+        return []
+    links = 0
+    for link in range(getattr(nv, "NVML_NVLINK_MAX_LINKS", 18)):
+        try:
+            links += int(nv.nvmlDeviceGetNvLinkState(handles[0], link) == 1)
+        except Exception:  # noqa: BLE001 - no such link, or no NVLink on this GPU
+            break
+    out = []
+    for i, h in enumerate(handles[1:], start=1):
+        try:
+            level = nv.nvmlDeviceGetTopologyCommonAncestor(handles[0], h)
+            path = TOPOLOGY.get(int(level), f"topology level {level}")
+        except Exception:  # noqa: BLE001 - not reported (a virtual machine, MIG)
+            path = "PCIe path unknown"
+        out.append(f"GPU 0 <-> {i}: {f'NVLink ({links} links on GPU 0)' if links else path}")
+    return out
+
+
 def nvml_visible(nv, handles: Sequence) -> list[int] | None:
     """cuda_visible() for NVML's devices `handles`, reading their UUIDs (and their MIG instances' when the
     variable names one); None when CUDA_VISIBLE_DEVICES is unset."""

@@ -220,3 +220,50 @@ def _describe(exc: BaseException) -> str:
         return root.strerror
     lines = str(root).strip().splitlines() or str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(root).__name__
+
+
+def download(hub: str, repo_id: str, *, to: str | None = None, include: list[str] | None = None,
+             revision: str | None = None) -> str:
+    """A model repository's files (those matching `include`'s globs, or all), into folder `to` or the hub
+    client's cache; returns the folder. The hub is asked first, within seconds, so a wrong id or a hub that
+    cannot be reached is said at once; wizard.errors.ModelError says which."""
+    from wizard.errors import ModelError
+
+    hub = which(hub)
+    reply = ask(hub, repo_id)
+    if reply.found is not True:
+        raise ModelError(f"{repo_id}: {reply.problem}", hint="check the id (owner/name, as on the model's page) "
+                         "and the hub (--hub)" if reply.found is False else
+                         "check the network, HF_ENDPOINT / MODELSCOPE_ENDPOINT, or an offline flag")
+    try:
+        if hub == "modelscope":
+            from modelscope import snapshot_download as ms_download
+
+            return str(ms_download(repo_id, revision=revision or "master", endpoint=endpoint(hub), local_dir=to,
+                                   allow_patterns=include))
+        from huggingface_hub import snapshot_download
+
+        with hf_offline(False):
+            return str(snapshot_download(repo_id, revision=revision, endpoint=endpoint(hub), local_dir=to,
+                                         allow_patterns=include))
+    except ImportError as exc:
+        raise ModelError(f"{repo_id}: the {TITLES[hub]} client is not installed ({exc.name})",
+                         hint="pip install modelscope" if hub == "modelscope" else "pip install huggingface_hub") \
+            from None
+
+
+# What the hub clients keep inside a download folder: a folder holding one of these is a previous download.
+CLIENT_STATE = (".cache/huggingface", "._____temp", ".msc")
+
+
+def target_problem(folder: str) -> str | None:
+    """Why files must not be downloaded into `folder` (a file; a folder holding someone's other files, which
+    the download could overwrite), or None: new, empty, or a previous download."""
+    from pathlib import Path
+
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"{folder} is a file, not a folder"
+    if path.is_dir() and any(path.iterdir()) and not any((path / s).exists() for s in CLIENT_STATE):
+        return f"{folder} holds other files, which a download could overwrite: give a new or empty folder"
+    return None

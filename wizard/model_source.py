@@ -15,6 +15,9 @@ from wizard import hubs
 from wizard.catalog import lookup
 from wizard.errors import ModelError
 
+# The files of a hub repository that loading and training read (config, safetensors weights, tokenizer,
+# chat template, remote code): not the .bin or GGUF copies some repositories also hold.
+MODEL_FILES = ("*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -57,6 +60,26 @@ def resolve(model_id: str, hub: str = "auto", revision: str | None = None) -> Pa
             f"model.id '{model_id}': not a catalog alias, not an existing path, and not a hub id of the form "
             "owner/name", hint="run `tune-wizard recipes` for the catalog, or give a folder that holds config.json")
     return _download(model_id, hub, revision)
+
+
+def hub_repo(model_id: str, hub: str = "auto") -> tuple[str, str]:
+    """(hub id, hub) a catalog alias or an owner/name id is fetched as: a catalog model only the other hub
+    holds comes from there when the hub is `auto`, as resolve() fetches it."""
+    entry = lookup(model_id)
+    wanted = hubs.which(hub)
+    if entry is None:
+        if not hubs.is_repo_id(model_id):
+            raise ModelError(f"'{model_id}' is not a catalog alias or a hub id (owner/name)",
+                             hint="`tune-wizard recipes --models` lists the catalog; a hub id is as on the model's "
+                                  "page, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+        return model_id, wanted
+    if not (entry.hf or entry.ms):
+        raise ModelError(f"{model_id} is bundled with tune-wizard: there is nothing to download")
+    if not (entry.ms if wanted == "modelscope" else entry.hf):
+        if hub != "auto":
+            raise ModelError(f"{model_id}: the catalog knows no {hubs.TITLES[wanted]} id for it")
+        wanted = "huggingface" if wanted == "modelscope" else "modelscope"
+    return (entry.ms if wanted == "modelscope" else entry.hf), wanted
 
 
 def _local(path: Path) -> Path:
@@ -132,7 +155,7 @@ def _download(repo_id: str, hub: str, revision: str | None) -> Path:
         with hubs.hf_offline(cache_only):
             return Path(snapshot_download(
                 repo_id, revision=revision, endpoint=hubs.endpoint(hub), local_files_only=cache_only,
-                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.jinja", "*.tiktoken"]))
+                allow_patterns=list(MODEL_FILES)))
     except ImportError as exc:
         raise ModelError(f"model.id '{repo_id}': the {hub} client is not installed ({exc.name})",
                          hint="pip install modelscope") from None

@@ -119,18 +119,22 @@ def writer_alive(run_dir: Path) -> bool:
 
     run_dir = Path(run_dir)
     if not (run_dir / LOCK).is_file():
-        pid = (read_json(run_dir / STATE) or {}).get("pid")
-        return isinstance(pid, int) and _pid_alive(pid)
+        return _state_pid_alive(run_dir)
     lock = _file_lock(run_dir, timeout=0)
     try:
         lock.acquire()
     except Timeout:
         return True
     except OSError:  # a lock that cannot be taken at all (read-only folder): trust the pid
-        pid = (read_json(run_dir / STATE) or {}).get("pid")
-        return isinstance(pid, int) and _pid_alive(pid)
+        return _state_pid_alive(run_dir)
     lock.release()
     return False
+
+
+def _state_pid_alive(run_dir: Path) -> bool:
+    """Whether the process state.json names is alive (no lock to ask)."""
+    pid = (read_json(run_dir / STATE) or {}).get("pid")
+    return isinstance(pid, int) and _pid_alive(pid)
 
 
 def read_state(run_dir: Path) -> dict | None:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, cli
+from tests.helpers import only_run
 from wizard import run_folder as rf
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
@@ -16,11 +17,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.process]
 PAIRS = ROOT / "recipes" / "data" / "preference_demo.jsonl"
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
-
-def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def ok(r) -> None:

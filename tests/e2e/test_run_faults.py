@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli
-from tests.helpers import write_spec
+from tests.helpers import losses, only_run, write_spec
 from wizard import run_folder as rf
 from wizard.monitor.state import RunFolderFollower
 
@@ -30,14 +30,6 @@ FAULT_SPEC = dict(method="full", train={"max_steps": STEPS, "save_steps": SAVE_E
                   data={"max_length": 64})
 
 
-def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in rf.read_jsonl(run / rf.METRICS) if "loss" in r}
 
 
 def start(spec: Path, *args: str, **popen) -> subprocess.Popen:

@@ -7,26 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, cli
-from tests.helpers import write_spec
+from tests.helpers import losses, only_run, write_spec
 from wizard import run_folder as rf
 from wizard import spec as specmod
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 
-def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in rf.read_jsonl(run / rf.METRICS) if "loss" in r}
 
 
 @pytest.mark.parametrize("method", ["qlora", "lora", "full"])

@@ -20,14 +20,14 @@ from wizard import spec as specmod
 
 pytestmark = pytest.mark.process
 
-ENTER, DOWN, CTRL_C, CLEAR = "\r", "\x1b[B", "\x03", "\x15"  # CLEAR: Ctrl-U, erase the default text
+ENTER, DOWN, CTRL_C, CLEAR, ESC = "\r", "\x1b[B", "\x03", "\x15", "\x1b"  # CLEAR: Ctrl-U, erase the default
 TIMEOUT = 90  # the machine is slow and shared: generous per prompt, the whole file stays near a minute
 ENV = {**os.environ, "TERM": "xterm-256color", "TUNE_WIZARD_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
        # pexpect is not a terminal that answers cursor-position requests; say so instead of a warning line
        "PROMPT_TOOLKIT_NO_CPR": "1"}
 ENV.pop("NO_COLOR", None)
 ACCEPT_ALL = ["Where should the model come from", "What kind of training", "Which dataset",
-              "Use the recommended settings", "Folder for the runs", "Run name"]
+              "Use the recommended settings", "Folder for the runs", "Run name", "Write this spec?"]
 
 
 def spawn(cwd: Path, *args: str) -> pexpect.spawn:
@@ -105,7 +105,7 @@ def test_enter_everywhere_writes_the_defaults_spec(tmp_path):
     assert finish(child) == 0, child.logfile_read.plain()[-3000:]
     screen = child.logfile_read.plain()
     assert "this machine" in screen and "Memory estimate" in screen
-    [path] = list(a.glob("*.yaml"))
+    [path] = [p for p in a.glob("*.yaml") if not p.name.endswith(".answers.yaml")]
     assert f"tune-wizard run ./{path.name}" in screen
     written = yaml.safe_load(path.read_text())
     # Field by field: the bundled model, the demo data, the demo recipe's measured settings; the method is
@@ -141,6 +141,9 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     choose(child, "What kind of training", "SFT with LoRA")
     choose(child, "Which dataset", "A local file")
     child.expect_exact("Dataset file")
+    child.send(ESC)                                                   # back to the list, as a terminal sends Esc
+    choose(child, "Which dataset", "A local file")
+    child.expect_exact("Dataset file")
     type_path(child, "mine.jsonl", "Use this dataset?")
     screen = child.logfile_read.plain()
     assert "format alpaca · 12 rows" in screen and "Translate 0 to words" in screen and "number 0" in screen
@@ -173,6 +176,8 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     ask(child, "Folder for the runs", CLEAR + "myruns")
     type_path(child, "", "Run name")
     child.send(CLEAR + "custom" + ENTER)
+    ask(child, "Eval split: keep it?", ENTER)                         # 3 eval rows of 12: warned, kept
+    ask(child, "Write this spec?", ENTER)
     assert finish(child) == 0, child.logfile_read.plain()[-3000:]
     raw = yaml.safe_load((tmp_path / "custom.yaml").read_text())
     assert raw["data"]["train"] == ["mine.jsonl"]  # beside the spec: written relative to it
@@ -183,7 +188,7 @@ def test_custom_answers_local_dataset_and_advanced_branch(tmp_path):
     t = spec.train
     assert (t.lr, t.epochs, t.batch_size, t.grad_accum, t.max_steps) == (5e-5, 2, 2, 8, -1)
     assert (t.weight_decay, t.scheduler, t.optimizer, t.save_steps, t.logging_steps, t.seed) == (
-        0.01, "linear", "adamw_torch", 20, 5, 7)
+        0.01, "linear", "adamw_torch", 20, 1, 7)  # logging: scaled to the 2 updates 9 rows of 2 x 8 make
     assert t.gradient_checkpointing == "auto"  # the recommendation (batching tokens) leaves it to the run
     assert (spec.data.max_length, spec.data.packing, spec.data.eval_split) == (512, True, 0.25)
 

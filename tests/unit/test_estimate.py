@@ -13,6 +13,7 @@ from tests.conftest import cli
 from tests.hub_server import closed_port
 from wizard import spec as specmod
 from wizard.errors import ModelError
+from wizard.estimate.advice import verdict
 from wizard.estimate.batching import BUDGETS, MIN_UPDATES_PER_EPOCH, UPDATE_TOKENS, relative_speed
 from wizard.estimate.memory import (
     ALLOCATOR_SLACK_GB,
@@ -28,7 +29,6 @@ from wizard.estimate.memory import (
     plan_for_spec,
     recommend,
     shape_for_model,
-    verdict,
 )
 from wizard.estimate.shape import shape_from_config
 from wizard.hardware import GpuInfo, Hardware

@@ -22,7 +22,8 @@ from wizard.init.context import Context
 from wizard.init.flow import run_wizard
 from wizard.spec import fields
 
-DOWN, CLEAR = "\x1b[B", "\x15"
+DOWN, CLEAR, ESC = "\x1b[B", "\x15", "\x1b"
+WRITE = "\r"  # the review's first choice when the spec fits: Write the spec
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
@@ -139,23 +140,27 @@ def test_an_existing_file_is_overwritten_only_when_the_answers_say_so(tmp_path):
     assert out.read_text() == "keep: me\n"
     path, _, _ = wizard(tmp_path, {"overwrite": True}, defaults=True, out=str(out))
     assert path == out and specmod.load(out).model.id == "smollm2-135m-instruct"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"], "no temporary file is left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.answers.yaml", "spec.yaml"], \
+        "no temporary file is left behind"
 
 
 # ---------------------------------------------------------------- a person at the prompts, in-process
 
-def wizard_keys(tmp_path: Path, answers: dict, keys: str, *, gpu_gb: float | None = 24, hubs: bool = False):
+def wizard_keys(tmp_path: Path, answers: dict, keys: str, *, gpu_gb: float | None = 24, hubs: bool = False,
+                out: str | None = None, previous: Path | None = None):
     """The interactive wizard with an answers file for most questions and KEYS typed at the prompts it still
     asks, through a prompt_toolkit pipe (no terminal, no process), on a machine with one GPU of GPU_GB
-    (and both hubs answering, with HUBS)."""
+    (and both hubs answering, with HUBS); OUT as --out, PREVIOUS a previous run's answers file."""
     from prompt_toolkit.application import create_app_session
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
     from tests.unit.test_questions import _machine
+    from wizard.init import saved
 
     ctx = Context(hardware=_machine(gpu_gb), cwd=tmp_path, preset=dict(answers), no_start=True,
-                  hubs={"huggingface": hubs, "modelscope": hubs}, hubs_checked=hubs)
+                  hubs={"huggingface": hubs, "modelscope": hubs}, hubs_checked=hubs, out=Path(out) if out else None,
+                  previous=saved.read_previous(previous) if previous else {}, previous_file=previous)
     buf = io.StringIO()
     console = Console(file=buf, width=160, color_system=None)
     with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
@@ -170,10 +175,11 @@ def wizard_keys(tmp_path: Path, answers: dict, keys: str, *, gpu_gb: float | Non
 
 
 def test_enter_at_every_prompt_on_a_gpu_machine_equals_defaults(tmp_path):
-    """Hub, mirror, the model list, task, dataset, recommended settings, output folder, name: Enter each time."""
+    """Hub, mirror, the model list, download now (no), task, dataset, recommended settings, output folder, name,
+    the review's Write: Enter each time."""
     from tests.unit.test_questions import _machine
 
-    path, text, screen = wizard_keys(tmp_path, {}, "\r" * 8, hubs=True)
+    path, text, screen = wizard_keys(tmp_path, {}, "\r" * 10, hubs=True)
     ctx = Context(hardware=_machine(24), cwd=tmp_path, no_start=True, out=tmp_path / "defaults.yaml",
                   hubs={"huggingface": True, "modelscope": True}, hubs_checked=True)
     run_wizard(ctx, Console(file=io.StringIO()), interactive=False, use_defaults=True)
@@ -182,25 +188,25 @@ def test_enter_at_every_prompt_on_a_gpu_machine_equals_defaults(tmp_path):
     assert entered["model"]["id"] == "qwen2.5-7b-instruct" and "✓ fits" in screen
 
 
-BIG = {"hub": "huggingface", "hf_endpoint": "", "task": "sft-lora", "dataset": "hub", "dataset_hub": "o/d", "use_recommended": True,
+BIG = {"hub": "huggingface", "hf_endpoint": "", "download": False, "task": "sft-lora", "dataset": "hub", "dataset_hub": "o/d", "use_recommended": True,
        "output_dir": "runs"}
 
 
 def test_a_typed_hub_id_in_the_model_list_is_the_model(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the estimate reads an unknown model's config.json: cache only
     answers = {k: v for k, v in BIG.items() if k != "task"} | {"task": "sft-qlora", "name": "typed"}
-    path, text, screen = wizard_keys(tmp_path, answers, "someone/some-model-7b\r", gpu_gb=None)
+    path, text, screen = wizard_keys(tmp_path, answers, "someone/some-model-7b\r" + WRITE, gpu_gb=None)
     spec = specmod.load(path)
     assert (spec.model.id, spec.model.hub) == ("someone/some-model-7b", "huggingface")
     assert "Model id (owner/name) someone/some-model-7b (typed in the list)" in screen
     # A catalog model's hub id stands for its alias.
-    path, _, _ = wizard_keys(tmp_path, {**answers, "name": "cat"}, "Qwen/Qwen2.5-0.5B-Instruct\r")
+    path, _, _ = wizard_keys(tmp_path, {**answers, "name": "cat"}, "Qwen/Qwen2.5-0.5B-Instruct\r" + WRITE)
     assert specmod.load(path).model.id == "qwen2.5-0.5b-instruct"
 
 
 def test_does_not_fit_offers_the_estimates_change_and_applies_it(tmp_path):
     # Qwen2.5-14B with LoRA needs ~29 GiB; the 24 GiB GPU holds it with QLoRA: Enter takes that change.
-    path, text, screen = wizard_keys(tmp_path, {**BIG, "model": "qwen2.5-14b-instruct"}, "\r" + "\r")
+    path, text, screen = wizard_keys(tmp_path, {**BIG, "model": "qwen2.5-14b-instruct"}, "\r" + "\r" + WRITE)
     assert "✗ does not fit" in screen and "Apply: method: qlora (4-bit frozen weights), the one" in screen
     assert "applied method: qlora" in screen and "✓ fits" in screen.split("applied method: qlora")[1]
     spec = specmod.load(path)

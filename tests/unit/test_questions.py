@@ -59,9 +59,9 @@ def test_questions_are_complete_data():
 # Questions that set a field but say something of their own, each for the reason its comment in
 # questions.py gives. A new override is a decision: add it here on purpose.
 OWN_HELP = {"hub", "model", "model_id", "model_path", "task", "dpo_adapter", "dataset", "dataset_path",
-            "dataset_hub", "name"}
-OWN_CHOICES = {"hub", "model", "task", "dataset"}
-OWN_DEFAULT = {"hub", "model", "task", "dataset", "grad_accum", "name"}
+            "dataset_hub", "name", "gpus"}
+OWN_CHOICES = {"hub", "model", "task", "dataset", "gpus"}  # gpus: this machine's counts, the first with its strategy
+OWN_DEFAULT = {"hub", "model", "task", "dataset", "grad_accum", "name", "gpus"}
 SETS_A_FIELD = [q for q in Qs.QUESTIONS if q.spec]
 
 
@@ -303,7 +303,7 @@ FULL = {"name": "every-field", "task": "dpo", "method": "qlora",
                  "eval": [{"path": "e.jsonl", "format": "messages", "hub": "local", "split": "dev", "subset": "x",
                            "columns": {"a": "output"}, "sample": 2}],
                  "system": "Be brief.", "eval_split": 0.1},
-        "train": {"eval_steps": 10}}
+        "train": {"eval_steps": 10}, "distributed": {"gpus": 2, "strategy": "fsdp"}}
 
 
 def test_the_yaml_comments_are_the_field_descriptions():

@@ -23,11 +23,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
     else:
         rows.append(("CUDA", False, "no NVIDIA GPU visible: training runs on the CPU (fine for the demo)"))
     for pkg in ("transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "modelscope"):
-        try:
-            mod = __import__(pkg)
-            rows.append((pkg, True, getattr(mod, "__version__", "installed")))
-        except Exception as exc:  # bitsandbytes raises more than ImportError on a broken CUDA set-up
-            rows.append((pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]))
+        rows.append(_package(pkg))
     try:
         with hardware.nvml() as nv:
             rows.append(("NVML", True, f"driver {hardware.nvml_driver(nv)}"))
@@ -35,6 +31,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
         rows.append(("NVML", False, f"{exc}: the dashboard shows CPU and RAM"))
     except Exception as exc:  # noqa: BLE001 - NVML started but would not answer
         rows.append(("NVML", False, f"query failed ({type(exc).__name__}): the dashboard shows CPU and RAM"))
+    rows += _several_gpus(torch, hardware)
     free = hardware.free_disk_gb(path)
     if free is None:
         rows.append(("disk", False, f"free space at {path} unknown"))
@@ -47,6 +44,50 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
         for hub, ok in hubs.reachable().items():
             rows.append((hub, ok, "reachable" if ok else "not reachable: use local models (model.hub: local)"))
     return rows
+
+
+def _several_gpus(torch, hardware) -> list[tuple[str, bool, str]]:
+    """Runs on several GPUs (`run --gpus N`): the backend torchrun's processes talk over, and between which GPUs."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return [("distributed", False, "this torch has no torch.distributed: runs on one GPU only")]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return [("distributed", True, f"{count} GPU{'s' if count != 1 else ''}: `run --gpus N` needs N GPUs "
+                                      "(gloo CPU processes work for testing)")]
+    nccl = dist.is_nccl_available()
+    version = ".".join(map(str, torch.cuda.nccl.version())) if nccl else "not available"
+    rows = [("NCCL", nccl, f"{version}; {count} GPUs: `run --gpus {count}` (or all)")]
+    try:
+        with hardware.nvml() as nv:
+            rows += [("interconnect", True, line) for line in hardware.nvml_interconnect(nv)]
+    except Exception as exc:  # noqa: BLE001 - NVML's absence is reported above
+        rows.append(("interconnect", False, f"unknown ({type(exc).__name__})"))
+    return rows
+
+
+# Imported to be checked: bitsandbytes shows a broken CUDA set-up only when imported. The others are pure
+# Python, read from their installed metadata: importing peft and trl (which import transformers' models) takes
+# ~8 s on a small machine, and doctor should answer in seconds.
+IMPORTED = ("bitsandbytes",)
+
+
+def _package(pkg: str) -> tuple[str, bool, str]:
+    from importlib import metadata, util
+
+    if pkg not in IMPORTED:
+        if util.find_spec(pkg) is None:
+            return pkg, False, "not installed"
+        try:
+            return pkg, True, metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return pkg, True, "installed"
+    try:
+        mod = __import__(pkg)
+        return pkg, True, getattr(mod, "__version__", "installed")
+    except Exception as exc:  # noqa: BLE001 - bitsandbytes raises more than ImportError on a broken CUDA set-up
+        return pkg, False, f"not usable: {type(exc).__name__}: {exc}"[:160]
 
 
 def run(args) -> int:

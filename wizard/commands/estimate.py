@@ -15,6 +15,9 @@ def add_arguments(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field, e.g. --set data.max_length=1024")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="also show the figure per GPU on N GPUs, with DDP and with FSDP (default: the spec's "
+                        "distributed.gpus)")
 
 
 def _hardware(gpu_memory):
@@ -33,7 +36,8 @@ def _hardware(gpu_memory):
 
 def run(args) -> int:
     from wizard import spec as specmod
-    from wizard.estimate import PART_LABELS, available_memory, estimate_for_spec, method_table, verdict
+    from wizard.estimate import available_memory, estimate_for_spec, method_table, verdict
+    from wizard.estimate.memory import part_rows
 
     spec = specmod.load(args.spec, args.overrides)
     hw = _hardware(args.gpu_memory)
@@ -43,9 +47,11 @@ def run(args) -> int:
     keep = ("precision", "lora_r", "target_modules", "max_length", "batch_size", "grad_ckpt", "optimizer",
             "lora_dropout", "device", "task", "packed")
     rows = method_table(b.shape, available_gb=avail, **{k: v for k, v in b.inputs.items() if k in keep})
+    several = _per_gpu(spec, hw, b, args.gpus)
     if args.json:
         print(json.dumps({"spec": str(args.spec), "model": spec.model.id, "estimate": b.to_dict(), "methods": rows,
-                          "available_gb": avail, "against": where, "fits": fits, "advice": advice}, indent=2))
+                          "available_gb": avail, "against": where, "fits": fits, "advice": advice,
+                          **({"gpus": several} if several else {})}, indent=2))
         return 0
 
     from rich.table import Table
@@ -68,10 +74,8 @@ def run(args) -> int:
     t = Table(title=f"memory at the peak ({b.peak}), GiB")
     t.add_column("part")
     t.add_column("GiB", justify="right")
-    labels = {**PART_LABELS, **({"overhead": "Python and torch runtime"} if inp["device"] == "cpu" else {})}
-    for name, gb in b.parts.items():
-        if gb >= 0.005 or name in ("weights", "activations"):
-            t.add_row(labels.get(name, name), f"{gb:.2f}")
+    for label, gb in part_rows(b, inp["device"]):
+        t.add_row(label, f"{gb:.2f}")
     t.add_row("[bold]total[/bold]", f"[bold]{b.total_gb:.2f}[/bold]")
     console.print(t)
 
@@ -97,4 +101,31 @@ def run(args) -> int:
         console.print(f"  - {line}")
     for note in b.notes:
         console.print(f"note: {note}")
+    if several:
+        n = several["gpus"]
+        console.print(f"on {n} GPUs: ddp {several['ddp_gb']:.1f} GiB per GPU (a whole copy each, and the gradients' all-reduce buckets), fsdp "
+                      f"{several['fsdp_gb']:.1f} GiB per GPU (split); {several['strategy']}: {several['why']}")
+        if several.get("update_tokens"):
+            console.print(f"  an update: {several['update_tokens']:,} tokens ({several['grad_accum']} passes of "
+                          f"{several['batch_tokens']:,} tokens on each of {n} GPUs)")
     return 0
+
+
+def _per_gpu(spec, hw, b, gpus: int | None) -> dict | None:
+    """The figure per GPU on several GPUs (the flag, or the spec's count): DDP (a copy each), FSDP (split), the
+    strategy `auto` takes and the global batch (wizard.estimate.strategy, wizard.estimate.batching)."""
+    from wizard.estimate import estimate_for_spec, plan_for_spec
+    from wizard.estimate.strategy import choose, ddp_gb, processes
+
+    n = gpus or processes(spec.distributed.gpus, len(getattr(hw, "gpus", None) or []))
+    if n <= 1:
+        return None
+    strategy, why = choose(spec, hw, b.shape, n)
+    split = estimate_for_spec(spec, hw, shape=b.shape, shards=n)
+    out = {"gpus": n, "strategy": strategy, "why": why, "ddp_gb": round(ddp_gb(b), 2),
+           "fsdp_gb": round(split.total_gb, 2)}
+    if spec.task == "sft" and spec.train.batching == "tokens":
+        plan = plan_for_spec(spec, hw, b.shape, processes=n, shards=n if strategy == "fsdp" else 1)
+        out.update(batch_tokens=plan.batch_tokens, grad_accum=plan.grad_accum,
+                   update_tokens=plan.batch_tokens * plan.grad_accum * n)
+    return out

@@ -60,17 +60,25 @@ def run(args) -> int:
                         hint="pass --defaults to take every recommended answer, or --answers FILE (a YAML "
                              "mapping of question id -> answer; `tune-wizard init --help` lists the ids)")
     preset = load_answers(args.answers) if args.answers else {}
+    from wizard.init import saved
     from wizard.init.context import Context
     from wizard.init.flow import CancelledAfterWrite, run_wizard
+    from wizard.init.review import Cancelled
     from wizard.ui import make_console
 
+    # A person rerunning the wizard where it wrote a spec before gets those answers as the defaults.
+    previous = saved.latest(Path.cwd()) if interactive and not (args.answers or args.defaults) else None
     console = make_console()
     try:
         with console.status("Looking at this machine…", spinner="dots"):
             ctx = Context.probe(preset=preset, out=Path(args.out).expanduser() if args.out else None,
-                                no_start=args.no_start)
+                                no_start=args.no_start, previous_file=previous,
+                                previous=saved.read_previous(previous) if previous else {})
         path, start = run_wizard(ctx, console, interactive=interactive, use_defaults=args.defaults,
                                  answers_file=args.answers)
+    except Cancelled as exc:  # the person's choice at the review: done, nothing written
+        print(str(exc), file=sys.stderr)
+        return 0
     except CancelledAfterWrite as exc:
         print(str(exc), file=sys.stderr)
         return 130
@@ -80,11 +88,11 @@ def run(args) -> int:
     if not start:
         return 0
     # The same code as `tune-wizard run SPEC`: the wizard only wrote the file it reads.
-    from wizard.engine.runner import train_file
+    from wizard.engine.launch import start as start_run
 
-    run_dir = train_file(str(path))
-    # The closing screen: the ways out of the run, one line each on when to use which.
-    from wizard.export.formats import format_lines
+    status = start_run(str(path), [])
+    if status == 0:  # the closing screen: the ways out of the run (its folder is on the screen above), one line each
+        from wizard.export.formats import format_lines
 
-    print("\nexport it:\n" + "\n".join(f"  {line}" for line in format_lines(str(run_dir))))
-    return 0
+        print("\nexport it:\n" + "\n".join(f"  {line}" for line in format_lines()))
+    return status

@@ -32,6 +32,8 @@ def run(args) -> int:
     console.print(f"train rows: {len(train)}   eval rows: {len(evals)}")
     for w in report.warnings:
         console.print(f"warning: {w}")
+    for w in spec_warnings(spec, rows=len(train) + len(evals), remote=not args.no_tokens):
+        console.print(f"warning: {w}")
     from wizard.engine.preflight import check_disk, check_output_dir
 
     check_output_dir(spec)  # what `run` checks before it makes the run folder
@@ -65,3 +67,28 @@ def run(args) -> int:
 
         console.print(preference_lengths(spec, tok, train))
     return 0
+
+
+def spec_warnings(spec, rows: int, remote: bool) -> list:
+    """Legal values that are almost surely a mistake (wizard.spec.warnings), as the wizard warns of them. The
+    model's config is read when it is at hand (catalog, folder), from a hub only when REMOTE."""
+    from pathlib import Path
+
+    from wizard.catalog import lookup
+    from wizard.init.sanity import facts_for
+    from wizard.spec.warnings import NEEDS_CUDA_OPTIMIZERS, check
+
+    shape = None
+    if remote or lookup(spec.model.id) or Path(spec.model.id).expanduser().exists():
+        try:
+            from wizard.estimate import shape_for_model
+
+            shape = shape_for_model(spec.model.id, spec.model.hub, spec.model.revision)
+        except Exception:  # noqa: BLE001 - no config: the rules that need it say nothing
+            shape = None
+    cuda = None
+    if spec.train.optimizer in NEEDS_CUDA_OPTIMIZERS:  # the only rule that needs it: no probe otherwise
+        from wizard.hardware import detect
+
+        cuda = bool(detect().usable_gpus)
+    return check(spec, facts_for(spec, shape=shape, cuda=cuda, rows=rows))

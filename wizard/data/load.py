@@ -77,11 +77,18 @@ def load_examples(data_spec, task: str = "sft", seed: int = 42) -> tuple[list[di
     return train, evals, report
 
 
+def eval_count(rows: int, share: float) -> int:
+    """The rows eval_split `share` holds out of `rows` (at least one, never all); 0 without a split."""
+    if share <= 0 or rows < 2:
+        return 0
+    return min(rows - 1, max(1, round(rows * share)))
+
+
 def _split(train: list[dict], share: float, seed: int, report: DataReport) -> tuple[list[dict], list[dict]]:
     if len(train) < 2:
         report.warnings.append(f"eval_split {share}: only {len(train)} training row, so no eval split was made")
         return train, []
-    n_eval = min(len(train) - 1, max(1, round(len(train) * share)))
+    n_eval = eval_count(len(train), share)
     order = list(range(len(train)))
     random.Random(seed).shuffle(order)
     chosen = set(order[:n_eval])

@@ -1,7 +1,9 @@
 """One Trainer callback that keeps the run folder's files and the Reporter in step with training.
 
 It reports progress (status running, step, losses, metrics.jsonl rows, checkpoints) through the run's
-RunLifecycle; how the run ends is the lifecycle's to write."""
+RunLifecycle; how the run ends is the lifecycle's to write. In a run on several processes every process runs it
+(the Trainer calls callbacks everywhere) and takes part in its few collectives, at the same points; only rank 0
+writes."""
 from __future__ import annotations
 
 import math
@@ -14,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from wizard import run_folder as rf
+from wizard.engine import distributed
 from wizard.engine.lifecycle import RunLifecycle
 from wizard.engine.stopping import GracefulStop
 from wizard.monitor.reporting import RunInfo
@@ -34,8 +37,13 @@ def peak_memory_gb() -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run: RunLifecycle, info: RunInfo, stop: GracefulStop | None = None):
+    def __init__(self, run: RunLifecycle, info: RunInfo, stop: GracefulStop | None = None,
+                 tokens_per_process: bool = False):
+        """tokens_per_process: the Trainer's token count is this process's alone (SFT counts on the host), so the
+        tokens per second of a run on several processes sum them."""
         self.run = run
+        self.world = run.world
+        self.tokens_per_process = tokens_per_process
         self.stop = stop
         self.run_dir: Path = run.run_dir
         self.info = info
@@ -64,6 +72,9 @@ class RunFolderCallback(TrainerCallback):
         return control
 
     def _stop_if_asked(self, state, control) -> None:
+        if self.stop is not None and self.world.distributed:
+            # Every process stops after the same step, or one would wait for the others' gradients forever.
+            self.stop.requested = distributed.agree_stop(self.stop.requested, self.world)
         if self.stop is not None and self.stop.requested is not None and not control.should_training_stop:
             import signal
 
@@ -87,7 +98,10 @@ class RunFolderCallback(TrainerCallback):
         if not is_eval:
             tokens = int(state.num_input_tokens_seen or 0)
             dt = max(now - self.last_time, 1e-9)
-            row["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 1) if tokens else None
+            new = tokens - self.last_tokens
+            if self.tokens_per_process:
+                new = distributed.total(new, self.world)
+            row["tokens_per_s"] = round(new / dt, 1) if tokens else None
             self.last_tokens, self.last_time = tokens, now
             done = state.global_step - self.start_step
             elapsed = now - self.t0
@@ -101,6 +115,8 @@ class RunFolderCallback(TrainerCallback):
             if ev is not None and ev < self.best_eval:
                 self.best_eval = ev
         row["time"] = round(now, 3)
+        if not self.world.writer:
+            return
         rf.append_jsonl(self.run_dir / rf.METRICS, row)
         self.run.update(step=state.global_step, last_loss=self.last_loss,
                         best_eval_loss=None if math.isinf(self.best_eval) else self.best_eval)
@@ -108,7 +124,8 @@ class RunFolderCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = self.run_dir / rf.CHECKPOINTS / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
+        distributed.barrier(self.world)  # every process has written its part (its random state, its shard)
+        if ckpt.is_dir() and self.world.writer:
             # Written last: resume only trusts checkpoints whose save finished.
             (ckpt / rf.COMPLETE).write_text(f"{time.time()}\n")
             self.run.writing = None

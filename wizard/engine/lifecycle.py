@@ -77,9 +77,14 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def attach_log(run_dir: Path) -> logging.Handler:
+def attach_log(run_dir: Path, rank: int | None = None) -> logging.Handler:
+    """train.log for this process's loggers. RANK: a process of a run on several GPUs other than rank 0, whose
+    warnings and errors go to the same file (appends of whole lines), tagged with its rank."""
     handler = logging.FileHandler(Path(run_dir) / rf.LOG, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tag = "" if rank is None else f"[rank {rank}] "
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s: {tag}%(message)s"))
+    if rank is not None:
+        handler.setLevel(logging.WARNING)
     for name in LOGGERS:
         logging.getLogger(name).addHandler(handler)
     # Only our own logger goes to INFO: raising transformers' level would also print its INFO lines
@@ -103,12 +108,18 @@ class RunLifecycle:
     model, task, method, ...). reporter: the caller's reporter, used as is; otherwise reporter_factory(run_dir,
     sampler=the run's sampler) makes one (e.g. make_reporter, so the dashboard draws this run's sampler), and
     without either a PlainReporter. start_sampler: how the one sampler is started (the NVML one by default).
+    world: the process's place in a run on several GPUs (wizard.engine.distributed.World): only rank 0 writes
+    state.json, samples the GPUs and reports; the others log their warnings to train.log, tagged, and record
+    their failure for the launcher.
     """
 
     def __init__(self, run_dir: str | Path, identity: dict | None = None, *, reporter: Reporter | None = None,
                  reporter_factory: Callable[..., Reporter] | None = None,
                  start_sampler: Callable[[Path], object] = start_sampler,
-                 oom_advice: Callable[[], str | None] | None = None):
+                 oom_advice: Callable[[], str | None] | None = None, world=None):
+        from wizard.engine.distributed import World
+
+        self.world = world or World()
         self.run_dir = Path(run_dir)
         self._oom_advice = oom_advice
         self.writing: Path | None = None  # what the run is saving now (a checkpoint, the adapter), for a failure
@@ -123,6 +134,10 @@ class RunLifecycle:
 
     # -- the block ---------------------------------------------------------------------------------------
     def __enter__(self) -> RunLifecycle:
+        if not self.world.writer:
+            self.handler = attach_log(self.run_dir, rank=self.world.rank)
+            self.reporter = Reporter()  # silent: rank 0 shows the run
+            return self
         try:
             self.handler = attach_log(self.run_dir)
             self.update(status="starting", run_dir=str(self.run_dir), started_at=time.time(), pid=os.getpid())
@@ -144,6 +159,8 @@ class RunLifecycle:
     def update(self, **changes) -> None:
         """Merge CHANGES into state.json (atomically: a watcher never reads half a file)."""
         self.state.update(changes, updated_at=time.time())
+        if not self.world.writer:
+            return
         rf.write_json_atomic(self.run_dir / rf.STATE, self.state)
 
     def event(self, text: str, level: str = "info") -> None:
@@ -171,9 +188,22 @@ class RunLifecycle:
                 message = f"{how} before the first complete checkpoint; --resume needs one, so start it again"
             return {"status": "interrupted", "message": message, **({"signal": name} if name else {})}
         message = failure_reason(exc, self._oom_advice, self.writing)
+        if self.world.distributed:
+            message = self._first_rank_failure(message)
         if ckpts and "--resume" not in message:
             message += f" (--resume continues from {ckpts[-1].name})"
         return {"status": "failed", "message": message}
+
+    def _first_rank_failure(self, message: str) -> str:
+        """In a run on several processes: record this process's failure (for the launcher), and when another rank
+        failed first (this one then only saw its connection close), say that one's error instead."""
+        from wizard.engine.distributed import rank_failures, record_failure
+
+        record_failure(self.run_dir, self.world, message)
+        first = rank_failures(self.run_dir)
+        if first and first[0].get("rank") != self.world.rank:
+            return f"rank {first[0]['rank']} failed: {first[0]['reason']} (torchrun stopped the other processes)"
+        return message
 
     def _end(self, exc: BaseException | None) -> None:
         if self._ended:

@@ -30,10 +30,12 @@ class Precision:
     trainer_fp16: bool
 
 
-def device_label() -> str:
+def device_label(processes: int = 1) -> str:
+    """What the run trains on: "cuda:0 (NVIDIA H200)", "2 x cuda (NVIDIA H200)", "cpu", "2 x cpu"."""
     if torch.cuda.is_available():
-        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
-    return "cpu"
+        name = torch.cuda.get_device_name(torch.cuda.current_device())
+        return f"{processes} x cuda ({name})" if processes > 1 else f"cuda:0 ({name})"
+    return f"{processes} x cpu" if processes > 1 else "cpu"
 
 
 def choose_precision(requested: str, method: str) -> Precision:
@@ -74,7 +76,10 @@ def _is_linear(mod) -> bool:
     return type(mod).__name__ in ("Linear4bit", "Linear8bitLt", "Conv1D")
 
 
-def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool, attention: str = "sdpa"):
+def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool, attention: str = "sdpa",
+              device: int = 0, sharded: bool = False):
+    """The base model on GPU DEVICE (this process's, in a run on several GPUs). sharded: FSDP will split it, so
+    4-bit weights are stored in the compute dtype, which FSDP can shard (the FSDP-QLoRA recipe of peft's docs)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict = {"dtype": precision.weights, "trust_remote_code": spec.model.trust_remote_code,
@@ -89,18 +94,19 @@ def load_base(path: Path, spec: RunSpec, precision: Precision, quantize: bool, a
             compute = precision.compute if spec.quant.compute_dtype == "auto" else torch_dtype(spec.quant.compute_dtype)
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=spec.quant.type,
-                bnb_4bit_use_double_quant=spec.quant.double_quant, bnb_4bit_compute_dtype=compute)
+                bnb_4bit_use_double_quant=spec.quant.double_quant, bnb_4bit_compute_dtype=compute,
+                **({"bnb_4bit_quant_storage": compute} if sharded else {}))
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         if torch.cuda.is_available():
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"model at {path} could not be loaded: {str(exc).splitlines()[0][:300]}",
                          hint="check that the folder holds a causal language model (config.json + weights)") from None
-    if torch.cuda.is_available() and not quantize:
-        model.to("cuda")
+    if torch.cuda.is_available() and not quantize and not sharded:
+        model.to(f"cuda:{device}")  # (FSDP moves each process's shard itself)
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
     return model
 
@@ -144,11 +150,11 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def build_model(spec: RunSpec, path: Path, precision: Precision, gradient_checkpointing: bool,
-                vocab_size: int | None = None, attention: str = "sdpa"):
+                vocab_size: int | None = None, attention: str = "sdpa", device: int = 0, sharded: bool = False):
     """The model ready to train, and its (trainable, total) parameter counts. attention: the
-    attn_implementation wizard.engine.attention chose."""
+    attn_implementation wizard.engine.attention chose; device: this process's GPU; sharded: trained with FSDP."""
     quantize = spec.method == "qlora"
-    model = load_base(path, spec, precision, quantize, attention)
+    model = load_base(path, spec, precision, quantize, attention, device, sharded)
     if vocab_size and vocab_size > model.get_input_embeddings().weight.shape[0]:
         # The fallback chat template added an end-of-turn token this tokenizer lacked.
         model.resize_token_embeddings(vocab_size)

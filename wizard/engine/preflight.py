@@ -57,17 +57,15 @@ class DiskNeed:
 
 def disk_need(spec, model_path: str | os.PathLike) -> DiskNeed | None:
     """What the run will write, from the model's config.json; None when the model's shape is unknown."""
-    from wizard.estimate import estimate
-    from wizard.estimate.memory import STATES
+    from wizard.estimate.memory import STATES, parameter_counts
     from wizard.estimate.shape import shape_from_config
 
     config = Path(model_path) / "config.json"
     if not config.is_file():
         return None
     try:
-        shape = shape_from_config(config)
-        b = estimate(shape, method=spec.method, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
-                     max_length=64, device="cpu", task=spec.task)
+        params, trainable = parameter_counts(shape_from_config(config), spec.method, spec.lora.r,
+                                             spec.lora.target_modules)
     except (ValueError, KeyError, TypeError):
         return None
     tokenizer = sum(f.stat().st_size for f in Path(model_path).iterdir()
@@ -76,11 +74,11 @@ def disk_need(spec, model_path: str | os.PathLike) -> DiskNeed | None:
     state_bytes = 2 if eight_bit else 4 * STATES.get(spec.train.optimizer, 2)
     if spec.method == "full":
         weight_bytes = 4 if spec.train.precision == "fp32" or not _cuda() else 2
-        weights = b.params * weight_bytes
-        optimizer = b.params * state_bytes
+        weights = params * weight_bytes
+        optimizer = params * state_bytes
     else:
-        weights = b.trainable * 4  # adapters train and save in float32
-        optimizer = b.trainable * state_bytes
+        weights = trainable * 4  # adapters train and save in float32
+        optimizer = trainable * state_bytes
     t = spec.train
     note = ""
     if t.save_total_limit is not None:

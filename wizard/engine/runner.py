@@ -83,7 +83,8 @@ def same_run(saved: RunSpec, spec: RunSpec) -> bool:
     Compared as the run folder's spec.yaml text, so a section the run never reads (dpo for an SFT run) does
     not count, by the same rule that leaves it out of the file."""
     keep = {name: getattr(saved.train, name) for name in RESUMABLE}
-    spec = spec.model_copy(update={"train": spec.train.model_copy(update=keep)})
+    # The number of processes is compared on its own, with its own message (runner._refuse_other_world).
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update=keep), "distributed": saved.distributed})
     return yaml_writer.render(saved) == yaml_writer.render(spec)
 
 
@@ -121,6 +122,7 @@ class Loaded:
     eval: Any
     plan: Any           # the resolved batching (wizard.estimate.batching.Plan)
     attention: str      # the attn_implementation the model runs with
+    strategy: str = "single"  # single | ddp | fsdp (wizard.estimate.strategy)
 
 
 def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = None,
@@ -132,38 +134,110 @@ def train(spec: RunSpec, resume: str | None = None, reporter: Reporter | None = 
     """
     from functools import partial
 
+    from wizard.engine import distributed
     from wizard.engine.memory_advice import out_of_memory_advice
     from wizard.engine.stopping import GracefulStop
 
-    with GracefulStop() as stop:
-        p = prepare(spec, resume)
-        try:
-            with RunLifecycle(p.run_dir, {"name": spec.name, "model": spec.model.id, "task": spec.task,
-                                          "method": spec.method}, reporter=reporter, reporter_factory=reporter_factory,
-                              oom_advice=partial(out_of_memory_advice, spec, p.model_path)) as run:
-                loaded = load(spec, p, run)
-                trainer = build(spec, p, loaded, run, stop)
-                with stop.in_training():
-                    fit(trainer, p, run)
-                stop.raise_if_requested()  # the loop ended on a signal, after its checkpoint
-                finalize(spec, p, loaded, trainer, run)
-        finally:
-            p.lock.release()
+    w = distributed.world()
+    if w.distributed:  # the spec the run folder keeps says how many processes it ran on (plain torchrun too)
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", w.size))
+        spec = spec.model_copy(update={"distributed": spec.distributed.model_copy(update={"gpus": per_machine})})
+    distributed.init(w)
+    try:
+        with GracefulStop() as stop:
+            p = prepare(spec, resume, w)
+            try:
+                with RunLifecycle(p.run_dir, {"name": spec.name, "model": spec.model.id, "task": spec.task,
+                                              "method": spec.method}, reporter=reporter,
+                                  reporter_factory=reporter_factory, world=w,
+                                  oom_advice=partial(out_of_memory_advice, spec, p.model_path)) as run:
+                    loaded = load(spec, p, run)
+                    trainer = build(spec, p, loaded, run, stop)
+                    with stop.in_training():
+                        fit(trainer, p, run)
+                    stop.raise_if_requested()  # the loop ended on a signal, after its checkpoint
+                    finalize(spec, p, loaded, trainer, run)
+            finally:
+                p.lock.release()
+    finally:
+        distributed.shutdown()
     return p.run_dir
 
 
-def prepare(spec: RunSpec, resume: str | None) -> Prepared:
+def prepare(spec: RunSpec, resume: str | None, w=None) -> Prepared:
+    """The data (every process reads it), then, on rank 0 only, the model's folder and the run folder with its lock
+    and spec.yaml; rank 0 tells the other processes where they are (or that it failed)."""
+    from wizard.data.load import load_examples
+    from wizard.engine import distributed
+
+    w = w or distributed.World()
+    task = importlib.import_module(TASKS[spec.task])
+    task.check_environment()
+    train_ex, eval_ex, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
+    warnings = list(getattr(report, "warnings", None) or [])
+    if not w.distributed:
+        return Prepared(task, train_ex, eval_ex, warnings, *_run_folder(spec, resume))
+    if w.writer:
+        try:
+            found = _run_folder(spec, resume)
+        except BaseException as exc:
+            distributed.broadcast(("error", str(exc)), w)
+            raise
+        run_dir, checkpoint, model_path, lock = found
+        distributed.broadcast(("ok", run_dir, checkpoint, model_path), w)
+        return Prepared(task, train_ex, eval_ex, warnings, run_dir, checkpoint, model_path, lock)
+    answer = distributed.broadcast(None, w)
+    if answer[0] == "error":
+        raise SpecError(f"rank 0 could not start the run: {answer[1]}")
+    _, run_dir, checkpoint, model_path = answer
+    return Prepared(task, train_ex, eval_ex, warnings, run_dir, checkpoint, model_path, _NoLock())
+
+
+def check_before_launch(spec: RunSpec, resume: str | None, processes: int) -> tuple[Path | None, Path | None]:
+    """What `prepare` checks, done once by the launcher of a run on several processes before it starts them: the
+    data, output_dir, the model (downloaded here, once, not by every process at the same time) and the disk; and
+    for --resume the run and checkpoint it continues (returned), which must have been trained on as many
+    processes and have no process writing it now."""
     from wizard.data.load import load_examples
     from wizard.engine.preflight import check_disk, check_output_dir
     from wizard.model_source import resolve
 
     task = importlib.import_module(TASKS[spec.task])
     task.check_environment()
-    train_ex, eval_ex, report = load_examples(spec.data, task=spec.task, seed=spec.train.seed)
+    load_examples(spec.data, task=spec.task, seed=spec.train.seed)
     check_output_dir(spec)
-    model_path = resolve(spec.model.id, spec.model.hub, spec.model.revision)
+    check_disk(spec, Path(resolve(spec.model.id, spec.model.hub, spec.model.revision)))
+    if not resume:
+        return None, None
+    run_dir, checkpoint = find_resume(spec, resume)
+    if not same_run(specmod.load(run_dir / rf.SPEC), spec):
+        raise SpecError(f"--resume: the spec differs from the one {run_dir.name} was started with "
+                        "(model, data or hyperparameters)",
+                        hint=f"resume with `tune-wizard run {run_dir / rf.SPEC} --resume`")
+    _refuse_other_world(rf.read_json(run_dir / rf.RUN_INFO) or {}, processes, run_dir)
+    _lock_or_refuse(run_dir).release()
+    _refuse_finished(run_dir, spec)
+    return run_dir, checkpoint
+
+
+class _NoLock:
+    """The run folder's lock as the other ranks hold it: rank 0 holds the real one for the run."""
+
+    def release(self) -> None: ...
+
+
+def _run_folder(spec: RunSpec, resume: str | None) -> tuple[Path, Path | None, Path, Any]:
+    """(run folder, checkpoint to resume or None, the model's folder, the folder's lock): the model resolved and
+    the output folder and disk checked first, so a typo leaves nothing behind."""
+    from wizard.engine.distributed import RUN_DIR_ENV, clear_failures
+    from wizard.engine.preflight import check_disk, check_output_dir
+    from wizard.model_source import resolve
+
+    check_output_dir(spec)
+    model_path = Path(resolve(spec.model.id, spec.model.hub, spec.model.revision))
     check_disk(spec, model_path)
     checkpoint = None
+    made = None
     if resume:
         run_dir, checkpoint = find_resume(spec, resume)
         if not same_run(specmod.load(run_dir / rf.SPEC), spec):
@@ -176,8 +250,10 @@ def prepare(spec: RunSpec, resume: str | None) -> Prepared:
         except BaseException:
             lock.release()
             raise
+        clear_failures(run_dir)
     else:
-        run_dir = rf.new_run_dir(spec.output_dir, spec.name)
+        given = os.environ.get(RUN_DIR_ENV)  # the launcher of a run on several GPUs made it (wizard.engine.launch)
+        run_dir = made = Path(given) if given else rf.new_run_dir(spec.output_dir, spec.name)
         lock = _lock_or_refuse(run_dir)
     spec_path = run_dir / rf.SPEC
     try:
@@ -185,13 +261,10 @@ def prepare(spec: RunSpec, resume: str | None) -> Prepared:
                                                   f"repeat it: tune-wizard run {spec_path}")
     except BaseException:
         lock.release()
-        if checkpoint is None:  # a folder this call made holds nothing yet: leave no empty run behind
-            import shutil
-
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if made is not None:  # a folder made for this run holds nothing yet: leave no empty run behind
+            shutil.rmtree(made, ignore_errors=True)
         raise
-    return Prepared(task, train_ex, eval_ex, list(getattr(report, "warnings", None) or []), run_dir, checkpoint,
-                    Path(model_path), lock)
+    return run_dir, checkpoint, model_path, lock
 
 
 def _lock_or_refuse(run_dir: Path):
@@ -235,23 +308,28 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
 
     from wizard.data.render import ensure_chat_template
     from wizard.engine import attention as attn
-    from wizard.engine import loader
-    from wizard.engine.training_args import batching_plan, choose_gradient_checkpointing
+    from wizard.engine import distributed, loader
+    from wizard.engine.training_args import batching_plan, choose_gradient_checkpointing, choose_strategy
     from wizard.model_source import load_tokenizer
 
+    w = run.world
     set_seed(spec.train.seed)
-    previous = rf.read_json(p.run_dir / rf.RUN_INFO) if p.checkpoint else None
+    # Rank 0 reads what the run started with before it rewrites the file, and every rank decides from that.
+    previous = distributed.broadcast(rf.read_json(p.run_dir / rf.RUN_INFO) if p.checkpoint and w.writer else None, w)
+    if previous is not None:
+        _refuse_other_world(previous, w.size, p.run_dir)
     info = RunInfo(run_dir=str(p.run_dir), name=spec.name, model=spec.model.id, task=spec.task, method=spec.method,
-                   total_steps=0, device=loader.device_label())
+                   total_steps=0, device=loader.device_label(w.size))
     for w in p.warnings:
         run.event(w, "warning")
     about = {
         "versions": library_versions(), "seed": spec.train.seed, "python": platform.python_version(),
         "host": platform.node(), "device": info.device, "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "resumed_from": str(p.checkpoint) if p.checkpoint else None,
-        "data": {"train_rows": len(p.train), "eval_rows": len(p.eval)},
+        "data": {"train_rows": len(p.train), "eval_rows": len(p.eval)}, "world_size": w.size,
     }
-    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
+    if w.writer:
+        rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
     run.event(f"loading {spec.model.id} ...")
     model_path = p.model_path
     tokenizer = load_tokenizer(model_path, spec.model.trust_remote_code)
@@ -267,9 +345,15 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     if previous is not None and saved is None and isinstance(spec.train.grad_accum, int):
         # A run started before batching by tokens existed padded rows: it resumes as it started.
         saved = {"batching": "rows", "batch_tokens": None, "grad_accum": spec.train.grad_accum, "why": "rows"}
-    plan = batching_plan(spec, model_path, tokens, saved=saved)
     precision = loader.choose_precision(spec.train.precision, spec.method)
-    ckpt_on, why = choose_gradient_checkpointing(spec, model_path, plan)
+    # Decided on rank 0 (from its GPU's free memory) and taken by all: every process must batch alike.
+    if w.writer:
+        strategy = (previous or {}).get("strategy") or choose_strategy(spec, model_path, w.size)
+        plan = batching_plan(spec, model_path, tokens, saved=saved, world_size=w.size, strategy=strategy[0])
+        ckpt_on, why = choose_gradient_checkpointing(spec, model_path, plan)
+    strategy, plan, ckpt_on, why = distributed.broadcast((strategy, plan, ckpt_on, why) if w.writer else None, w)
+    if w.distributed:
+        run.event(f"{w.size} processes, {strategy[0]} ({strategy[1]})")
     try:
         config_file = Path(model_path) / "config.json"  # (model_path may be a .gguf file: no config then)
         config = (rf.read_json(config_file) if config_file.is_file() else None) or {}
@@ -283,13 +367,28 @@ def load(spec: RunSpec, p: Prepared, run: RunLifecycle) -> Loaded:
     run.event(f"precision {precision.name}; gradient checkpointing {'on' if ckpt_on else 'off'} ({why})")
     about["data"]["train_tokens"] = tokens
     about["batching"] = {"batching": plan.batching, "batch_tokens": plan.batch_tokens, "grad_accum": plan.grad_accum,
-                         "checkpointing": plan.checkpointing, "why": plan.why}
+                         "checkpointing": plan.checkpointing, "why": plan.why, "processes": plan.processes}
+    about["strategy"] = list(strategy)
     about["attention"] = attention
-    rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
-    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer), attention)
+    if w.writer:
+        rf.write_json_atomic(p.run_dir / rf.RUN_INFO, about)
+    model, (trainable, total) = loader.build_model(spec, model_path, precision, ckpt_on, len(tokenizer), attention,
+                                                   device=w.local_rank, sharded=strategy[0] == "fsdp")
     info.trainable_params, info.total_params = trainable, total
     run.event(f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
-    return Loaded(tokenizer, model, precision, ckpt_on, info, train_data, eval_data, plan, attention)
+    return Loaded(tokenizer, model, precision, ckpt_on, info, train_data, eval_data, plan, attention, strategy[0])
+
+
+def _refuse_other_world(previous: dict, processes: int, run_dir: Path) -> None:
+    """A run resumes on as many processes as it started with: each one's data order, random state (and with FSDP
+    its shard of the optimizer) are in the checkpoint, and the global batch is per process x processes."""
+    started = previous.get("world_size", 1)
+    if started == processes:
+        return
+    raise SpecError(f"--resume: {run_dir.name} was trained on {started} process{'es' if started > 1 else ''} "
+                    f"(GPUs); this run has {processes}",
+                    hint=f"resume it with --gpus {started}; to go on with {processes}, start a new run from its "
+                         f"checkpoint's adapter (model.adapter: {run_dir / rf.CHECKPOINTS}/checkpoint-N)")
 
 
 def cap_gpu_memory() -> str | None:
@@ -302,8 +401,9 @@ def cap_gpu_memory() -> str | None:
     cap = gpu_memory_cap()
     if cap is None or not torch.cuda.is_available():
         return None
-    total = torch.cuda.get_device_properties(0).total_memory / 2**30
-    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
+    device = torch.cuda.current_device()  # this process's GPU (each process of a run has its own)
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), device)
     return f"GPU memory: at most {min(cap, total):.1f} of {total:.1f} GiB (--gpu-memory)"
 
 
@@ -314,9 +414,12 @@ def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle, stop=No
     from wizard.engine.training_args import build_args
 
     args = build_args(spec, p.run_dir, loaded.precision, loaded.checkpointing, has_eval=bool(p.eval),
-                      plan=loaded.plan)
+                      plan=loaded.plan, model=loaded.model, world_size=run.world.size, strategy=loaded.strategy)
+    # SFT counts its tokens on each process's host (wizard.engine.sft); the Trainer's own count (DPO) is already
+    # summed over the processes.
+    callback = RunFolderCallback(run, loaded.info, stop, tokens_per_process=spec.task == "sft")
     trainer = p.task.build_trainer(spec, loaded.model, loaded.tokenizer, loaded.train, loaded.eval, args,
-                                   [RunFolderCallback(run, loaded.info, stop)], run.event, loaded.plan, loaded.attention)
+                                   [callback], run.event, loaded.plan, loaded.attention)
     # The reporter shows progress; the Trainer's own printer would print every log dict a second time.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -326,7 +429,8 @@ def build(spec: RunSpec, p: Prepared, loaded: Loaded, run: RunLifecycle, stop=No
 def fit(trainer, p: Prepared, run: RunLifecycle) -> None:
     if p.checkpoint is not None:
         step = int(p.checkpoint.name.split("-")[-1])
-        _trim_metrics(p.run_dir, step)
+        if run.world.writer:
+            _trim_metrics(p.run_dir, step)
         if _nothing_left(trainer, p.checkpoint, step):
             # The checkpoint is the run's last step (it was stopped while writing its adapter). The Trainer, resumed
             # there, would train one step past the end; the checkpoint's weights and state are the result.
@@ -352,14 +456,18 @@ def finalize(spec: RunSpec, p: Prepared, loaded: Loaded, trainer, run: RunLifecy
 
     # The Trainer evaluates at its last step when that step is an evaluation step; a second pass would only
     # cost time and log the same row twice.
-    evaluated = {r.get("step") for r in rf.read_jsonl(p.run_dir / rf.METRICS) if r.get("eval_loss") is not None}
+    # (From the Trainer's own log, which every process of a run keeps alike: they all evaluate, or none does.)
+    evaluated = {r.get("step") for r in trainer.state.log_history if r.get("eval_loss") is not None}
     if p.eval and trainer.state.global_step not in evaluated:
         trainer.evaluate()  # it logs its metrics itself: one row in metrics.jsonl, one line on screen
     # Written beside, then renamed into place: a reader (chat, export, serve) never finds half an adapter.
     adapter, partial = p.run_dir / rf.ADAPTER, p.run_dir / rf.ADAPTER_PARTIAL
-    shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while writing it
+    if run.world.writer:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while writing it
     run.writing = partial
-    trainer.save_model(str(partial))
+    trainer.save_model(str(partial))  # every process: with FSDP the weights are gathered; rank 0 writes them
+    if not run.world.writer:
+        return
     loaded.tokenizer.save_pretrained(str(partial))
     run.writing = None
     if adapter.exists():  # a finished run trained further

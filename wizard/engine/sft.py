@@ -70,7 +70,10 @@ class SftTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         from wizard.engine import chunked_loss
 
-        if not chunked_loss.supports(model):
+        # On several processes the model is wrapped (DDP, FSDP) and must be called through the wrapper, whose
+        # forward prepares the gradient all-reduce (DDP) or gathers the weights (FSDP): the chunked loss, which
+        # calls the decoder and the head itself, is for one process.
+        if self.accelerator.unwrap_model(model) is not model or not chunked_loss.supports(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")

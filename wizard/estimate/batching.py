@@ -8,7 +8,8 @@ One rule, used by the engine when a run starts, by the wizard's recommended sett
   below; on a CPU one max_length of tokens (a CPU has no fixed per-step cost to spread, and it bounds memory
   like one full row per step does);
 - an update holds about UPDATE_TOKENS tokens (grad_accum = UPDATE_TOKENS / budget, at least 1), fewer on a
-  small dataset so that an epoch still has MIN_UPDATES_PER_EPOCH updates.
+  small dataset so that an epoch still has MIN_UPDATES_PER_EPOCH updates. With several processes (GPUs) an update
+  is every process's passes together, so each accumulates 1/processes of them: the same update on 1 or N GPUs.
 
 Step-time model: a step costs a fixed part (kernel launches, the 4-bit weights dequantized once per pass) plus
 a part per token, which gradient checkpointing makes a third dearer (it recomputes the forward). Measured on
@@ -44,13 +45,16 @@ class Plan:
     grad_accum: int
     checkpointing: bool | None      # what the budget was chosen with (None: not decided here)
     why: str
+    processes: int = 1              # processes (GPUs) whose passes make one update together
 
     def describe(self, mean_row_tokens: float | None = None) -> str:
+        n = self.processes
+        each = f" on each of {n} processes" if n > 1 else ""
         if self.batching == "rows":
-            return f"{self.grad_accum} forward passes per update"
+            return f"{self.grad_accum} forward passes per update{each}"
         rows = f", ~{self.batch_tokens / mean_row_tokens:.0f} rows" if mean_row_tokens else ""
-        return (f"~{self.batch_tokens:,} tokens per forward pass{rows}; {self.grad_accum} per update "
-                f"(~{self.batch_tokens * self.grad_accum:,} tokens)")
+        return (f"~{self.batch_tokens:,} tokens per forward pass{rows}; {self.grad_accum} per update{each} "
+                f"(~{self.batch_tokens * self.grad_accum * n:,} tokens)")
 
 
 def pick_budget(fits, max_length: int, ckpt_mode: str = "auto", cap: int = BUDGETS[0]) -> tuple[int, bool, str]:
@@ -78,13 +82,14 @@ def pick_budget(fits, max_length: int, ckpt_mode: str = "auto", cap: int = BUDGE
 
 
 def plan(batching: str, batch_tokens: int | str, grad_accum: int | str, *, max_length: int, fits=None,
-         ckpt_mode: str = "auto", dataset_tokens: int | None = None, batch_size: int = 1) -> Plan:
+         ckpt_mode: str = "auto", dataset_tokens: int | None = None, batch_size: int = 1, processes: int = 1) -> Plan:
     """Resolve the spec's `auto`s. fits(tokens, checkpointing) -> (ok, GiB) is the memory estimate's verdict on a
     GPU (None on a CPU); dataset_tokens, when known, keeps a small dataset at MIN_UPDATES_PER_EPOCH updates an
-    epoch."""
+    epoch; processes: how many processes' passes make an update."""
+    n = max(1, processes)
     if batching == "rows":
-        accum = max(1, round(ROWS_PER_UPDATE / batch_size)) if grad_accum == "auto" else int(grad_accum)
-        return Plan("rows", None, accum, None, "batching rows")
+        accum = max(1, round(ROWS_PER_UPDATE / (batch_size * n))) if grad_accum == "auto" else int(grad_accum)
+        return Plan("rows", None, accum, None, "batching rows", n)
     update = UPDATE_TOKENS
     if dataset_tokens:
         update = min(update, max(max_length, math.ceil(dataset_tokens / MIN_UPDATES_PER_EPOCH)))
@@ -97,10 +102,10 @@ def plan(batching: str, batch_tokens: int | str, grad_accum: int | str, *, max_l
         tokens, why = max_length, ("one max_length per pass: a CPU gains nothing from bigger ones, and with the GPU's "
                                    "memory or the model's shape unknown it is the safe size")
     if grad_accum == "auto":
-        accum = max(1, round(update / tokens))
+        accum = max(1, round(update / (tokens * n)))
     else:
         accum = int(grad_accum)
-    return Plan("tokens", tokens, accum, ckpt, why)
+    return Plan("tokens", tokens, accum, ckpt, why, n)
 
 
 def _round_up(n: int, step: int) -> int:

@@ -28,7 +28,7 @@ from wizard.hardware import PRECISIONS, pick_precision
 from wizard.spec import fields
 
 __all__ = ["Breakdown", "Shape", "available_memory", "estimate", "estimate_for_spec", "method_table", "recommend",
-           "shape_for_model", "shape_from_config", "verdict"]
+           "shape_for_model", "shape_from_config"]
 
 GIB = 2**30
 PART_LABELS = {
@@ -36,6 +36,8 @@ PART_LABELS = {
     "activations": "activations", "logits": "logits and loss", "transient": "temporaries",
     "overhead": "CUDA context and allocator slack",
 }
+# On a CPU the overhead part is the Python and torch runtime in RAM (CPU_RUNTIME_GB), not a CUDA context.
+CPU_PART_LABELS = {**PART_LABELS, "overhead": "Python and torch runtime"}
 # Outside torch's allocator: the CUDA context with cuBLAS/cuDNN/bitsandbytes loaded (0.75 GiB measured on
 # an H200, torch 2.11 + CUDA 13, at every model size). Reserved above allocated: the caching allocator's
 # slack, which follows the size of the float32 logits blocks (H200: 0.2-0.5 GiB at 512 tokens, 0.7-1.0 at
@@ -95,14 +97,29 @@ def _lora_targets(shape: Shape, target_modules) -> tuple[list[tuple[str, int, in
     return out, notes
 
 
+def _lora_params(s: Shape, targets, r: int) -> int:
+    return s.layers * sum(r * (i + o) for _, i, o in targets)
+
+
+def parameter_counts(shape: Shape | Mapping, method: str = "qlora", lora_r: int = 8,
+                     target_modules: Sequence[str] | str | None = None) -> tuple[int, int]:
+    """(the model's parameters, the parameters a run of METHOD trains): what its checkpoints hold."""
+    s = as_shape(shape)
+    if method == "full":
+        return s.params, s.params - int(s.extra_params_b * 1e9)
+    return s.params, _lora_params(s, _lora_targets(s, target_modules)[0], lora_r)
+
+
 def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf16", lora_r: int = 8,
              target_modules: Sequence[str] | str | None = None, max_length: int = 2048, batch_size: int = 1,
              grad_ckpt: bool = True, optimizer: str = "adamw_torch", *, lora_dropout: float = 0.05,
              quant_bits: int = 4, double_quant: bool = True, device: str = "cuda", task: str = "sft",
-             packed: bool = False, chunked_loss: bool | None = None) -> Breakdown:
+             packed: bool = False, chunked_loss: bool | None = None, shards: int = 1) -> Breakdown:
     """Peak device memory of one training step, broken down. packed: max_length is a forward pass of whole rows
     concatenated (batching tokens): on a GPU the varlen kernel needs no mask; on a CPU sdpa gets a dense
-    block-diagonal one. chunked_loss: the loss takes LOSS_CHUNK_TOKENS of logits at a time."""
+    block-diagonal one. chunked_loss: the loss takes LOSS_CHUNK_TOKENS of logits at a time. shards: FSDP over
+    this many GPUs (the figure is per GPU): weights, adapters, gradients and optimizer states are split, and
+    the layer being computed, with the next one prefetched, is gathered whole."""
     s = as_shape(shape)
     if method not in fields.choices("method"):
         raise ValueError(f"method must be one of {', '.join(fields.choices('method'))}, not {method!r}")
@@ -130,7 +147,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
 
     targets, tnotes = _lora_targets(s, target_modules)
     notes += tnotes
-    n_lora = s.layers * sum(lora_r * (i + o) for _, i, o in targets) if method != "full" else 0
+    n_lora = _lora_params(s, targets, lora_r) if method != "full" else 0
 
     if method == "full":
         # The engine loads full fine-tuning in the training dtype, except fp16 (the grad scaler needs
@@ -203,6 +220,10 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
 
     if device == "cuda":
         temp += CUBLAS_WORKSPACE_GB * GIB
+    if shards > 1:
+        temp += 2 * weights / max(s.layers, 1)  # two layers gathered whole (the one computed, the prefetched one)
+        weights, lora_b, grads, opt = (x / shards for x in (weights, lora_b, grads, opt))
+        notes.append(f"FSDP over {shards} GPUs: weights, adapters, gradients and optimizer states split; per GPU")
     parts = {"weights": weights, "lora": lora_b, "gradients": grads, "optimizer": opt,
              "activations": acts, "logits": logits, "transient": temp}
     allocated = sum(parts.values())
@@ -223,7 +244,7 @@ def estimate(shape: Shape | Mapping, method: str = "qlora", precision: str = "bf
                   target_modules=target_modules if isinstance(target_modules, str) or target_modules is None
                   else list(target_modules),
                   max_length=max_length, batch_size=batch_size, grad_ckpt=bool(grad_ckpt), optimizer=optimizer,
-                  lora_dropout=lora_dropout, device=device, task=task, packed=packed)
+                  lora_dropout=lora_dropout, device=device, task=task, packed=packed, shards=shards)
     return Breakdown(parts=parts, total_gb=sum(parts.values()), allocated_gb=allocated / GIB, peak=peak,
                      params=n_params, trainable=trainable, inputs=inputs, notes=notes, shape=s)
 
@@ -242,14 +263,14 @@ def _optimizer_bytes(optimizer: str, method: str, s: Shape, targets, r: int, tra
     return trainable * STATES.get(optimizer, 2) * pb
 
 
-# ----------------------------------------------------------------------------- spec, verdict, advice
+# ----------------------------------------------------------------------------- spec, plan, methods
 
 def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = None, **overrides) -> Breakdown:
     """The estimate of a RunSpec: its model's shape (catalog, local config.json, or config.json alone
     from the hub), its method and settings, on this hardware (precision `auto` resolved from it)."""
     s = as_shape(shape) if shape is not None else shape_for_model(spec.model.id, hub=spec.model.hub,
                                                                   revision=spec.model.revision)
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     device = "cuda" if (gpu is not None or hardware is None) else "cpu"
     precision = pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
     kw: dict[str, Any] = dict(
@@ -260,7 +281,7 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
     kw.update(overrides)
     reason = ""
     if spec.task == "sft" and spec.train.batching == "tokens" and "max_length" not in overrides:
-        p = plan_for_spec(spec, hardware, s, device=device, precision=precision)
+        p = plan_for_spec(spec, hardware, s, device=device, precision=precision, shards=kw.get("shards", 1))
         kw.update(max_length=p.batch_tokens, batch_size=1, packed=True)
         if "grad_ckpt" not in overrides and p.checkpointing is not None:
             kw["grad_ckpt"], reason = p.checkpointing, f"auto: {p.why}"
@@ -282,23 +303,28 @@ def estimate_for_spec(spec, hardware=None, *, shape: Shape | Mapping | None = No
 
 
 def plan_for_spec(spec, hardware, shape: Shape | Mapping | None, *, device: str | None = None,
-                  precision: str | None = None, dataset_tokens: int | None = None):
-    """The spec's batching with its `auto`s resolved for this machine (wizard.estimate.batching.plan)."""
-    gpu = _first_gpu(hardware)
+                  precision: str | None = None, dataset_tokens: int | None = None, processes: int = 1,
+                  shards: int = 1):
+    """The spec's batching with its `auto`s resolved for this machine (wizard.estimate.batching.plan), for a run of
+    PROCESSES processes (GPUs) whose model is split over SHARDS of them (FSDP)."""
+    gpu = first_gpu(hardware)
     device = device or ("cuda" if (gpu is not None or hardware is None) else "cpu")
     precision = precision or pick_precision(spec.train.precision, device == "cuda", gpu is None or gpu.bf16)
     kw = dict(method=spec.method, precision=precision, lora_r=spec.lora.r, target_modules=spec.lora.target_modules,
               optimizer=spec.train.optimizer, lora_dropout=spec.lora.dropout, quant_bits=spec.quant.bits,
-              double_quant=spec.quant.double_quant, device=device, task=spec.task)
+              double_quant=spec.quant.double_quant, device=device, task=spec.task, shards=shards)
+    if processes > 1:
+        kw["chunked_loss"] = False  # the loss of a wrapped model (wizard.engine.sft.SftTrainer.compute_loss)
     t = spec.train
     return plan_batching(shape, hardware, kw, batching=t.batching if spec.task == "sft" else "rows",
                          batch_tokens=t.batch_tokens, grad_accum=t.grad_accum, max_length=spec.data.max_length,
-                         ckpt_mode=t.gradient_checkpointing, dataset_tokens=dataset_tokens, batch_size=t.batch_size)
+                         ckpt_mode=t.gradient_checkpointing, dataset_tokens=dataset_tokens, batch_size=t.batch_size,
+                         processes=processes)
 
 
 def plan_batching(shape: Shape | Mapping | None, hardware, est: dict, *, batching: str, batch_tokens="auto",
                   grad_accum="auto", max_length: int, ckpt_mode: str = "auto", dataset_tokens: int | None = None,
-                  headroom: float | None = None, batch_size: int = 1):
+                  headroom: float | None = None, batch_size: int = 1, processes: int = 1):
     """wizard.estimate.batching.plan with this model's memory estimate (est: estimate()'s settings) on this
     machine: on a GPU the budget is the fastest that fits in `headroom` of its free memory."""
     from wizard.estimate.batching import plan
@@ -313,7 +339,7 @@ def plan_batching(shape: Shape | Mapping | None, hardware, est: dict, *, batchin
             gb = estimate(s, **{**est, "max_length": tokens, "grad_ckpt": ckpt, "batch_size": 1, "packed": True}).total_gb
             return gb <= room, gb
     return plan(batching, batch_tokens, grad_accum, max_length=max_length, fits=fits, ckpt_mode=ckpt_mode,
-                dataset_tokens=dataset_tokens, batch_size=batch_size)
+                dataset_tokens=dataset_tokens, batch_size=batch_size, processes=processes)
 
 
 # The `auto` checkpointing rule, used by the engine (wizard/engine/training_args.py): off when the estimate without checkpointing
@@ -334,7 +360,7 @@ def _auto_ckpt(s: Shape, kw: dict, hardware) -> tuple[bool, str]:
     return True, f"auto: {without:.1f} GiB without it > {budget:.1f}"
 
 
-def _first_gpu(hardware):
+def first_gpu(hardware):
     """The GPU training would run on: the first one this torch can use."""
     gpus = [g for g in (getattr(hardware, "gpus", None) or []) if getattr(g, "usable", True)]
     return gpus[0] if gpus else None
@@ -342,73 +368,19 @@ def _first_gpu(hardware):
 
 def available_memory(hardware) -> tuple[float | None, str]:
     """(GiB the run may use, what it is): GPU 0's free memory, else available CPU RAM."""
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     if gpu is not None:
         return float(gpu.free_gb or gpu.total_gb), f"GPU {gpu.index} ({gpu.name})"
     ram = getattr(hardware, "ram_available_gb", None)
     return (float(ram) if ram else None), "CPU RAM"
 
 
-def verdict(b: Breakdown, available_gb: float) -> tuple[bool, list[str]]:
-    """Whether the estimate fits in `available_gb`, and what to change when it does not (biggest saving
-    first, each with what it saves on its own)."""
-    fits = b.total_gb <= available_gb
-    advice: list[str] = []
-    if fits:
-        if b.total_gb > 0.9 * available_gb:
-            advice.append(f"tight: {b.total_gb:.1f} of {available_gb:.1f} GiB; longer rows than expected or "
-                          "another process on the GPU will run out of memory")
-        return True, advice
-    over = b.total_gb - available_gb
-    advice.append(f"needs about {over:.1f} GiB more than the {available_gb:.1f} GiB available")
-    advice += [_line(text, saved) for saved, text in _ranked_changes(b)]
-    return False, advice
-
-
-def fitting_change(b: Breakdown, available_gb: float) -> str | None:
-    """The one change of `verdict`'s list (biggest saving first) that alone brings B within AVAILABLE_GB."""
-    for saved, text in _ranked_changes(b):
-        if saved is not None and b.total_gb - saved <= available_gb:
-            return text
-    return None
-
-
-def _ranked_changes(b: Breakdown) -> list[tuple[float | None, str]]:
-    """(GiB saved or None when the shape is unknown, the change) for each change that lowers B, biggest first."""
-    inp = b.inputs
-    shape_free = {k: v for k, v in inp.items() if k in ("precision", "lora_r", "target_modules", "optimizer",
-                                                          "lora_dropout", "device", "task", "packed")}
-    base = dict(method=inp["method"], max_length=inp["max_length"], batch_size=inp["batch_size"],
-                grad_ckpt=inp["grad_ckpt"], **shape_free)
-
-    def saves(**change) -> float | None:
-        if b.shape is None:
-            return None
-        return b.total_gb - estimate(b.shape, **{**base, **change}).total_gb
-
-    changes: list[tuple[str, dict]] = []
-    if inp["method"] in ("full", "lora"):
-        alt = "qlora" if inp["method"] == "lora" else "lora"
-        changes.append(("method: qlora (4-bit frozen weights)" if alt == "qlora" else
-                        "method: lora (train adapters, not every weight)", {"method": alt}))
-    if not inp["grad_ckpt"]:
-        changes.append(("train.gradient_checkpointing: on (recompute each layer in backward)", {"grad_ckpt": True}))
-    if inp["batch_size"] > 1:
-        changes.append((f"train.batch_size: 1 with train.grad_accum x{inp['batch_size']} (same total batch)",
-                        {"batch_size": 1}))
-    if inp["max_length"] > 256:
-        half = max(256, inp["max_length"] // 2)
-        changes.append((f"train.batch_tokens: {half} (fewer tokens per forward pass; not below data.max_length)"
-                        if inp.get("packed") else f"data.max_length: {half} (longer rows are truncated or dropped)",
-                        {"max_length": half}))
-    if inp["optimizer"] in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit") and inp["method"] == "full":
-        changes.append(("train.optimizer: paged_adamw_8bit (8-bit states that can spill to CPU RAM)",
-                        {"optimizer": "paged_adamw_8bit"}))
-    return sorted(((saves(**change), text) for text, change in changes), key=lambda x: -(x[0] or 0))
-
-
-def _line(text: str, saved: float | None) -> str:
-    return f"{text}: saves ~{saved:.1f} GiB" if saved and saved > 0.05 else text
+def part_rows(b: Breakdown, device: str) -> list[tuple[str, float]]:
+    """(label, GiB) of the breakdown as `tune-wizard estimate` and the wizard show it: labelled for the device,
+    parts under 5 MiB left out (weights and activations always shown)."""
+    labels = CPU_PART_LABELS if device == "cpu" else PART_LABELS
+    return [(labels.get(name, name), float(gb)) for name, gb in b.parts.items()
+            if gb >= 0.005 or name in ("weights", "activations")]
 
 
 def method_table(shape: Shape | Mapping, available_gb: float | None = None, **kw) -> list[dict]:
@@ -442,7 +414,7 @@ def recommend(shape: Shape | Mapping | None, hardware=None, task: str = "sft", *
         except Exception:  # noqa: BLE001 - no probe: assume nothing about the machine
             hardware = None
     avail, where = available_memory(hardware) if hardware is not None else (None, "an unknown machine")
-    gpu = _first_gpu(hardware)
+    gpu = first_gpu(hardware)
     device = "cpu" if (hardware is not None and gpu is None) else "cuda"
     precision = pick_precision("auto", device == "cuda", gpu is None or gpu.bf16)
     base = dict(precision=precision, device=device, task=task)

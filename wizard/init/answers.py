@@ -143,13 +143,15 @@ def build_spec_dict(a: dict, ctx: Context, spec_file: Path) -> dict:
         mid = str(Path(mid).expanduser().resolve())
     # "demo" is the wizard's choice for the bundled model, which the catalog finds with hub auto.
     model: dict = {"id": mid, "hub": {"demo": "auto"}.get(hub, hub)}
+    if a.get("download") and a.get("download_to"):  # downloaded by the wizard: the spec trains from the folder
+        model = {"id": str(Path(a["download_to"]).expanduser().resolve()), "hub": "local"}
     if a.get("dpo_adapter"):
         model["adapter"] = str(Path(a["dpo_adapter"]).expanduser().resolve())
     spec: dict = {"model": model, "task": task, "method": method,
                   "data": {"train": _data_sources(a, ctx, spec_file.parent)}}
     for q in QUESTIONS:
         # The answers that are their field's value as they stand; model and data are assembled above.
-        if q.id not in a or not q.spec or not (q.tuning or q.id in ("name", "output_dir")):
+        if q.id not in a or not q.spec or not (q.tuning or q.id in ("name", "output_dir", "gpus")):
             continue
         if q.spec.startswith("lora.") and method == "full":
             continue

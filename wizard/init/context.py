@@ -37,6 +37,8 @@ class Context:
     preset: dict = field(default_factory=dict)  # the answers file
     out: Path | None = None                  # --out
     no_start: bool = False
+    previous: dict = field(default_factory=dict)  # a previous run's answers (wizard.init.saved): the defaults
+    previous_file: Path | None = None
     notes: list = field(default_factory=list)   # what could not be checked, shown in the welcome panel
     _cache: dict = field(default_factory=dict)
 
@@ -195,9 +197,10 @@ class Context:
         """Recommended spec values, by dotted path, for the method the user chose (it may differ from the
         recommended one); "reason" says where they come from. Fields it leaves out keep the spec's default."""
         if model_id == self.demo_alias() and task == "sft" and method != "full" and dataset == "bundled:mix":
-            demo = demo_recipe_settings()
-            if demo:
-                return demo
+            if ("demo",) not in self._cache:  # asked for each default: the recipe file is read once
+                self._cache[("demo",)] = demo_recipe_settings()
+            if self._cache[("demo",)]:
+                return dict(self._cache[("demo",)])
         rec = self.recommend(model_id, task, method)
         out = {"data.max_length": rec["max_length"], "train.lr": rec["lr"], "reason": rec["reason"]}
         if rec["batching"] == "tokens":

@@ -2,40 +2,26 @@
 
 One loop serves the three ways in: a person at a terminal, `--answers FILE` and `--defaults`. For each
 question an answers-file value wins, then `--defaults` (or a question the recommended settings cover)
-takes the default, and only then is the person asked. Nothing is written before the summary, so Ctrl-C
-anywhere leaves no file behind.
+takes the default, and only then is the person asked (Esc goes back one). Nothing is written before the
+review's Write (wizard.init.review), so Ctrl-C or Cancel anywhere before it leaves no file behind.
 """
 from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 from wizard import hubs
 from wizard.catalog import lookup
 from wizard.errors import UserError
-from wizard.estimate.batching import ROWS_PER_UPDATE, UPDATE_TOKENS
 from wizard.init import answers as A
 from wizard.init import questions as Qs
 from wizard.init.context import Context
-
-
-@dataclass(frozen=True)
-class Fit:
-    """The memory estimate's word on a spec: fits True/False, None when unknown."""
-
-    fits: bool | None
-    total_gb: float = 0.0
-    avail: float | None = None
-    where: str = ""
-    change: str | None = None  # the one change that alone fits (wizard.estimate.fitting_change)
+from wizard.init.keys import BACK
+from wizard.init.panels import Panels, fmt, rerun_command, run_command, shown
 
 
 class CancelledAfterWrite(Exception):
@@ -44,19 +30,12 @@ class CancelledAfterWrite(Exception):
 
 FLOW_OWNED = ("overwrite", "out_file", "start")  # asked around the summary, not in the question loop
 PROMPT_KW = {"validate_while_typing": False}     # validators may read a file or ask a hub: on Enter only
+# Path prompts complete on Tab (their help says so), not while typing: a completion menu that may open keeps 8
+# rows free below the prompt, which put a refused answer's message that far below it.
+PATH_KW = {**PROMPT_KW, "complete_while_typing": False}
 
 
-def fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return str(v)
-
-
-class Flow:
+class Flow(Panels):
     def __init__(self, ctx: Context, console: Console, *, interactive: bool, use_defaults: bool,
                  answers_file: str | None = None):
         self.ctx, self.console = ctx, console
@@ -67,12 +46,18 @@ class Flow:
         self.step = 0
         self.filled: set[str] = set()  # answers the recommended settings gave (not a person, not the file)
         self.implied: dict = {}        # answers that a typed id stands for (`model` "other" + its `model_id`)
-        self.prev: dict = {}           # the hyperparameters before an edit: the defaults offered again
+        # Answers offered again as the defaults: a previous run's (its answers file), the answer before a step
+        # back, the section's answers before an edit at the review.
+        self.prev: dict = dict(ctx.previous)
         self.noted: set[str] = set()
         self.inferred: dict = {}       # question id -> the answers-file key its answer was read from
         self.problems: list[str] = []  # without a terminal: every bad answer of the file, reported at once
         self.hints: list[str] = []
         self.standins: set[str] = set()  # questions whose bad answer was replaced by its default, to go on
+        self.history: list[str] = []     # the questions a person answered, in order: the way back (Esc)
+        self.can_back = False            # whether the question being asked has one before it to go back to
+        self.kept: set[str] = set()      # warnings (wizard.spec.warnings) the person chose to keep
+        self.force_ask: set[str] = set() # questions a person asked to change, asked even among the recommended
         self._infer_hub()
 
     def _infer_hub(self) -> None:
@@ -137,7 +122,11 @@ class Flow:
             if q.id == "use_recommended":
                 self._header(q.step)
                 self.recommended_panel(a)
+            self.can_back = any(index[h] < i for h in self.history)
             value = self._answer(q, a, mode)
+            if value is BACK:
+                i = self._step_back(order, index, i, a)
+                continue
             a[q.id] = value
             if q.id not in self.standins:  # a bad answer's stand-in gets no panel, no hub check
                 self._after(q, a)
@@ -171,9 +160,25 @@ class Flow:
             raise UserError(self.problems, hint="\n".join(self.hints))
         return a
 
+    def _step_back(self, order: list, index: dict, i: int, a: dict) -> int:
+        """Esc at question i: the index of the last question a person answered before it, whose answer is
+        offered again; the answers from there on are asked (or filled in) again."""
+        while self.history and index[self.history[-1]] >= i:  # answered later, before an edit at the review
+            self.history.pop()
+        j = index[self.history.pop()]
+        back = order[j].id
+        if back in a:
+            self.prev[back] = a[back]
+        for later in order[j:i + 1]:
+            a.pop(later.id, None)
+            self.filled.discard(later.id)
+        return j
+
     def _mode(self, q: Qs.Question, a: dict) -> str:
         if not q.when(a, self.ctx):
             return "skip"
+        if q.id in self.force_ask:
+            return "ask"
         if q.tuning:
             open_ = a.get("use_recommended") is False and (not q.advanced or a.get("advanced") is True)
             return "ask" if open_ else "fill"
@@ -204,9 +209,9 @@ class Flow:
                 return value
             self._header(q.step)
             self.console.print(f"  [yellow]{err}[/]")
-            return self.prompt(q, a, default=value)
+            return self.prompt(q, a, default=value, can_back=self.can_back)
         if self.use_defaults or not self.interactive:
-            if not self.use_defaults:
+            if not self.use_defaults and not q.may_skip:
                 self._problem(UserError(f"{self.source} has no answer for '{q.id}' ({q.prompt}), and stdin is "
                                         "not a terminal to ask", hint="add each missing answer to it, or pass "
                                         "--defaults to take the recommended answer for everything it leaves out"))
@@ -222,7 +227,7 @@ class Flow:
             self._record(q, value, "recommended" if q.step == 6 else "default")
             return value
         self._header(q.step)
-        return self.prompt(q, a)
+        return self.prompt(q, a, can_back=self.can_back)
 
     def _from_file(self, q: Qs.Question, raw: Any, a: dict) -> Any:
         try:
@@ -247,7 +252,9 @@ class Flow:
         if step != self.step:
             self.step = step
             self.console.print()
-            self.console.rule(f"[bold]{step} · {Qs.STEPS.get(step, '')}", align="left", style="cyan")
+            steps = sorted(Qs.STEPS)
+            number = f"{steps.index(step) + 1} of {len(steps)}" if step in steps else str(step)
+            self.console.rule(f"[bold]{number} · {Qs.STEPS.get(step, '')}", align="left", style="cyan")
 
     def _after(self, q: Qs.Question, a: dict) -> None:
         if q.id == "hub" and a[q.id] == "demo":
@@ -264,18 +271,51 @@ class Flow:
             self.console.print(f"  [dim]{hub}: found {a[q.id]}[/]" if found else
                                f"  [yellow]{hub} is not answering: '{a[q.id]}' couldn't be checked; the run "
                                "will say if it does not exist[/]")
+        elif q.id == "download_to":
+            self.download_now(a)
         elif q.id == "dataset_path":
             self.dataset_panel(a)
         elif q.id == "dataset_hub" and a.get("hub") in hubs.TITLES:
             self.console.print(f"  [dim]downloaded from {hubs.TITLES[a['hub']]} when the run starts (the spec "
                                f"says so: data.train hub {a['hub']})[/]")
 
+    def download_now(self, a: dict) -> None:
+        """The model's files (those training reads) into the folder just answered. A download that fails is
+        said, and the spec keeps the hub id: the run downloads it when it starts."""
+        from wizard.model_source import MODEL_FILES, hub_repo
+
+        try:
+            repo, hub = hub_repo(Qs.model_id(a, self.ctx), a["hub"])
+            with self.console.status(f"Downloading {repo} from {hubs.TITLES[hub]}…", spinner="dots"):
+                folder = Path(hubs.download(hub, repo, to=a["download_to"], include=list(MODEL_FILES)))
+        except Exception as exc:  # noqa: BLE001 - any failure: the run can still download it later
+            problem = "; ".join(getattr(exc, "problems", None) or [f"{type(exc).__name__}: {exc}"])
+            self.console.print(f"  [yellow]not downloaded ({problem}); the run will download it when it "
+                               "starts[/]")
+            a["download"] = False
+            a.pop("download_to", None)
+            return
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        self.console.print(f"  [green]✓[/] saved in [bold]{shown(Path(a['download_to']))}[/]: {', '.join(files)}")
+        self.console.print("  [dim]the spec trains from this folder (model.hub: local)[/]")
+
     # ------------------------------------------------------------------ one prompt
-    def prompt(self, q: Qs.Question, a: dict, default: Any = None) -> Any:
+    def prompt(self, q: Qs.Question, a: dict, default: Any = None, can_back: bool = False) -> Any:
+        """Ask a person; returns the answer, or BACK (Esc, or the list's "← back" line) when `can_back`."""
         import questionary
+
+        from wizard.init.keys import BACK, BACK_TITLE, HINT, backable
 
         dflt = default if default is not None else self.prev.get(q.id, Qs.default(q, a, self.ctx))
         self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
+        back = f"; {HINT}" if can_back else ""
+
+        def ask(question) -> Any:
+            value = backable(question, enabled=can_back).unsafe_ask()
+            if value is not BACK:
+                self.history.append(q.id)
+            return value
+
         if q.kind == "select":
             opts = Qs.options(q, a, self.ctx)
             choices, group = [], None
@@ -284,14 +324,20 @@ class Flow:
                     choices.append(questionary.Separator(f"── {o.group}"))  # a heading: never an answer
                     group = o.group
                 choices.append(questionary.Choice(o.title, value=o.value))
+            if can_back:
+                choices.append(questionary.Choice(BACK_TITLE, value=BACK))
             known = dflt in [o.value for o in opts]
+            if not known and q.id in self.prev:  # a previous answer this list no longer offers
+                dflt = Qs.default(q, a, self.ctx)
+                known = dflt in [o.value for o in opts]
             if len(opts) <= 12:
-                return questionary.select(q.prompt, choices=choices, default=dflt if known else None,
-                                          use_jk_keys=True, instruction="(↑/↓, Enter)").unsafe_ask()
+                return ask(questionary.select(q.prompt, choices=choices, default=dflt if known else None,
+                                              use_jk_keys=True, instruction=f"(↑/↓, Enter{back})"))
             # A long list (the catalog) filters as you type; a filter that matches nothing may be an id.
             from wizard.init.picker import Typed, filter_select
 
-            value = filter_select(q.prompt, choices, dflt if known else None, typed=self._typed_title(q)).unsafe_ask()
+            value = ask(filter_select(q.prompt, choices, dflt if known else None, typed=self._typed_title(q),
+                                      instruction=f"(↑/↓, type to filter, Enter{back})"))
             if not isinstance(value, Typed):
                 return value
             implied = q.other(value.text, self.ctx) if q.other else None
@@ -300,7 +346,9 @@ class Flow:
             self.implied.update({k: v for k, v in implied.items() if k != q.id})
             return implied[q.id]
         if q.kind == "confirm":
-            return bool(questionary.confirm(q.prompt, default=bool(dflt)).unsafe_ask())
+            yn = "Y/n" if dflt else "y/N"
+            value = ask(questionary.confirm(q.prompt, default=bool(dflt), instruction=f"({yn}{back}) "))
+            return value if value is BACK else bool(value)
 
         def validate(text: str):
             try:
@@ -309,12 +357,13 @@ class Flow:
                 return str(exc)
             return A.check(q, value, a, self.ctx) or True
 
-        if q.kind == "path":
-            raw = questionary.path(q.prompt, default=fmt(dflt), validate=validate,
-                                   only_directories=q.id == "output_dir", **PROMPT_KW).unsafe_ask()
+        if q.kind == "path":  # questionary.path takes no instruction: the hint goes with the question
+            raw = ask(questionary.path(q.prompt + (f" ({HINT})" if can_back else ""), default=fmt(dflt),
+                                       validate=validate, only_directories=q.id == "output_dir", **PATH_KW))
         else:
-            raw = questionary.text(q.prompt, default=fmt(dflt), validate=validate, **PROMPT_KW).unsafe_ask()
-        return A.coerce(q, raw, a, self.ctx)
+            raw = ask(questionary.text(q.prompt, default=fmt(dflt), validate=validate,
+                                       instruction=f"({HINT})" if can_back else None, **PROMPT_KW))
+        return raw if raw is BACK else A.coerce(q, raw, a, self.ctx)
 
     def _typed_title(self, q: Qs.Question):
         """For a filter that matches no choice: the line that offers the text itself, where it can be an id."""
@@ -335,180 +384,7 @@ class Flow:
         self.console.print(f"  [dim]{Qs.help_text(q)}[/]")
         return bool(questionary.confirm(prompt, default=default).unsafe_ask())
 
-    # ------------------------------------------------------------------ panels
-    def welcome(self) -> None:
-        ctx, hw = self.ctx, self.ctx.hardware
-        lines: list = []
-        try:
-            from wizard.hardware import describe
-
-            lines = [Text(line) for line in describe(hw)] if hw is not None else []
-        except Exception:  # noqa: BLE001 - an odd probe result: the short form below
-            lines = [Text(f"GPU {g.index}: {g.name}, {g.total_gb:.1f} GiB ({g.free_gb:.1f} free)") for g in ctx.gpus]
-        if not lines:
-            lines = [Text("CPU only (or the machine could not be probed)")]
-        if ctx.hubs_checked:
-            hubs = ", ".join(f"{Qs.HUB_TITLES[h]} {'✓' if ok else '✗ (not answering)'}" for h, ok in ctx.hubs.items()
-                             if h in Qs.HUB_TITLES)
-        else:
-            hubs = "not checked"
-        lines.append(Text(f"hubs: {hubs}"))
-        lines += [Text(note, style="dim") for note in ctx.notes]
-        intro = Text("Answer a few questions; get a run spec you can rerun; start training.\n"
-                     "Enter takes the suggested answer. Ctrl-C quits without writing anything.\n")
-        self.console.print(Panel(Group(intro, *lines), title="tune-wizard · this machine", title_align="left",
-                                 border_style="cyan", expand=False))
-
-    def tuning_values(self, a: dict) -> dict:
-        """What the hyperparameter questions will answer if the recommended settings are taken: the answers
-        file's value where it has one, else the default (which may follow an earlier one: grad_accum)."""
-        v = dict(a)
-        for q in Qs.QUESTIONS:
-            if not (q.tuning and q.spec):
-                continue
-            try:
-                v[q.id] = A.coerce(q, self.preset[q.id], v, self.ctx) if q.id in self.preset else None
-            except ValueError:
-                v[q.id] = None  # the question loop will say what is wrong with it
-            if v[q.id] is None:
-                v[q.id] = Qs.default(q, v, self.ctx)
-        return v
-
-    def recommended_panel(self, a: dict) -> None:
-        r = self.tuning_values(a)
-        task, method = Qs.task_method(a)
-        t = Table(show_header=False, box=None, padding=(0, 2))
-        t.add_column(style="bold")
-        t.add_column()
-        if method != "full":
-            t.add_row("LoRA", f"rank {fmt(r['lora_r'])}, alpha {fmt(r['lora_alpha'])}, "
-                              f"dropout {fmt(r['lora_dropout'])}, modules {fmt(r['target_modules'])}")
-        t.add_row("Learning rate", f"{fmt(r['lr'])}, {r['scheduler']} with warmup {fmt(r['warmup_ratio'])}")
-        steps = f", at most {r['max_steps']} steps" if int(r["max_steps"]) > 0 else ""
-        t.add_row("Epochs", fmt(r["epochs"]) + steps)
-        t.add_row("Max length", f"{fmt(r['max_length'])} tokens")
-        t.add_row("Batch", self.batch_line(a, r))
-        t.add_row("Optimizer", f"{r['optimizer']}; gradient checkpointing {r['gradient_checkpointing']}")
-        why = Text(f"Why: {Qs.rec(a, self.ctx).get('reason', '')}", style="dim")
-        self.console.print(Panel(Group(t, why), title=f"Recommended for {task} · {method}", title_align="left",
-                                 border_style="green", expand=False))
-
-    def batch_line(self, a: dict, r: dict) -> str:
-        """What a forward pass and an update hold, with `auto` resolved as the run will on this machine."""
-        if not Qs.batches_tokens(r, self.ctx):
-            accum = r["grad_accum"] if r["grad_accum"] != "auto" else max(1, round(ROWS_PER_UPDATE / int(r["batch_size"])))
-            return (f"{r['batch_size']} rows per pass (padded) × grad accum {accum} = "
-                    f"{int(r['batch_size']) * int(accum)} rows per update")
-        task, method = Qs.task_method(a)
-        fitted = self.ctx.recommend(Qs.model_id(a, self.ctx), task, method)
-        tokens = fitted["batch_tokens"] if r["batch_tokens"] == "auto" else int(r["batch_tokens"])
-        accum = (max(1, round(UPDATE_TOKENS / tokens)) if r["batch_tokens"] != "auto" else fitted["grad_accum"]) \
-            if r["grad_accum"] == "auto" else int(r["grad_accum"])
-        line = f"by tokens: ~{tokens:,} tokens per pass{' (auto)' if r['batch_tokens'] == 'auto' else ''}"
-        mean_tokens = self.mean_row_tokens(a)
-        if mean_tokens:
-            line += f", ~{tokens / mean_tokens:.0f} rows of this dataset"
-        return line + f"; {accum} per update (~{tokens * accum:,} tokens); whole rows, no padding"
-
-    def mean_row_tokens(self, a: dict) -> float | None:
-        """Tokens per row of the chosen local dataset, at ~4 characters a token (the tokenizer is not loaded)."""
-        if a.get("dataset") != "local" or not a.get("dataset_path"):
-            return None
-        try:
-            chars = self.ctx.preview(str(Path(a["dataset_path"]).expanduser()), Qs.task_method(a)[0]).mean_chars
-        except Exception:  # noqa: BLE001 - no preview, no row count: the token figures stand alone
-            return None
-        return chars / 4 + 20 if chars else None  # + the chat template's own tokens
-
-    def dataset_panel(self, a: dict) -> None:
-        try:
-            p = self.ctx.preview(str(Path(a["dataset_path"]).expanduser()), Qs.task_method(a)[0])
-        except ImportError:
-            self.console.print("  [yellow]the dataset loader is not available: `tune-wizard validate` will check it[/]")
-            return
-        body = Text()
-        for role, content in p.first:
-            body.append(f"{role}: ", style="bold magenta" if role.startswith("assistant") else "bold cyan")
-            body.append((content if len(content) <= 400 else content[:400] + " …") + "\n")
-        head = Text(f"format {p.format} · {p.rows} rows\n", style="bold")
-        notes = Text("".join(f"note: {n}\n" for n in p.notes), style="yellow")
-        self.console.print(Panel(Group(head, Text("First example:", style="dim"), body, notes),
-                                 title=str(a["dataset_path"]), title_align="left", expand=False))
-
-    def summary(self, spec, spec_file: str, endpoint: str) -> Fit:
-        from wizard.spec import yaml_writer as spec_yaml
-
-        self._header(8)
-        t = Table(title="The run spec", title_justify="left", show_header=False, box=None, padding=(0, 2))
-        t.add_column(style="bold")
-        t.add_column(overflow="fold")
-        for section, value in spec_yaml.relevant(spec).items():
-            if section == "version":
-                continue
-            if isinstance(value, dict):
-                value = " · ".join(f"{k} {v}" for k, v in _flatten(value))
-            t.add_row(section, fmt(value))
-        self.console.print(t)
-        fit = self.estimate_panel(spec)
-        lines = Text()
-        lines.append("Spec file:  ", style="bold")
-        lines.append(f"{spec_file}\n")
-        lines.append("Rerun it:   ", style="bold")
-        if endpoint:
-            lines.append(f"export HF_ENDPOINT={shlex.quote(endpoint)}\n            ")
-        lines.append(f"tune-wizard run {shlex.quote(spec_file)}")
-        self.console.print(Panel(lines, expand=False, border_style="cyan"))
-        return fit
-
-    def estimate_panel(self, spec) -> Fit:
-        avail, where = self.ctx.memory()
-        try:
-            from wizard.estimate import PART_LABELS, estimate_for_spec, fitting_change, verdict
-
-            b = estimate_for_spec(spec, self.ctx.hardware)
-            fits, advice = verdict(b, avail) if avail else (None, [])
-            change = fitting_change(b, avail) if fits is False else None
-        except Exception as exc:  # noqa: BLE001 - the estimate is advice; the wizard goes on without it
-            self.console.print(f"  [yellow]no memory estimate ({type(exc).__name__}: {exc})[/]")
-            return Fit(None)
-        t = Table(show_header=True, box=None, padding=(0, 2))
-        t.add_column("part")
-        t.add_column("GiB", justify="right")
-        for part, gb in dict(b.parts).items():
-            t.add_row(PART_LABELS.get(part, str(part)), f"{float(gb):.2f}")
-        t.add_row("[bold]total[/]", f"[bold]{float(b.total_gb):.2f}[/]")
-        if avail:
-            mark = "[green]✓ fits[/]" if fits else "[red]✗ does not fit[/]"
-            verdict_line = Text.from_markup(f"{mark} in {avail:.1f} GiB available ({where})")
-        else:
-            verdict_line = Text(f"available memory unknown ({where})", style="yellow")
-        body = [t, verdict_line] + [Text(f"• {x}", style="yellow") for x in advice]
-        body += [Text(str(n), style="dim") for n in getattr(b, "notes", [])[:3]]
-        self.console.print(Panel(Group(*body), title="Memory estimate", title_align="left", expand=False,
-                                 border_style="green" if fits else "yellow"))
-        return Fit(fits, float(b.total_gb), avail, where, change)
-
     # ------------------------------------------------------------------ a spec the estimate says won't fit
-    def fit_choice(self, fit: Fit, a: dict) -> tuple[str, dict | None]:
-        """Asked when the estimate says the spec does not fit: ("apply", the answers the estimate's one
-        fitting change stands for) / ("edit", None): the hyperparameters again / ("write", None)."""
-        import questionary
-
-        changed = A.change_answers(fit.change, a, self.ctx)
-        choices = []
-        if changed:
-            choices.append(questionary.Choice(f"Apply the suggested change: {fit.change}", value="apply"))
-        choices += [questionary.Choice("Edit the hyperparameters", value="edit"),
-                    questionary.Choice("Write it anyway (training will likely run out of memory)", value="write")]
-        if changed:
-            self.console.print(f"  [dim]Apply: [bold]{fit.change}[/bold], the one change that alone fits by the "
-                               "estimate.[/]")
-        self.console.print("  [dim]Edit: the hyperparameter questions again, offering the values above.[/]")
-        pick = questionary.select(f"The estimate says this does not fit ({fit.total_gb:.1f} of {fit.avail:.1f} GiB). "
-                                  "What now?", choices=choices, default=choices[0].value, use_jk_keys=True,
-                                  instruction="(↑/↓, Enter)").unsafe_ask()
-        return pick, (changed if pick == "apply" else None)
-
     def apply_change(self, a: dict, changed: dict, change: str) -> None:
         """Take the estimate's change into the answers; a run name that was the default follows the method."""
         name_q = Qs.BY_ID["name"]
@@ -522,6 +398,25 @@ class Flow:
         if a.get("name") == old_name and "task" in changed:
             a["name"] = Qs.default(name_q, a, self.ctx)
             self.console.print(f"  [green]✓[/] {name_q.prompt} [bold]{a['name']}[/] [dim](follows the method)[/]")
+
+    def ask_again(self, qid: str, a: dict) -> None:
+        """One answer asked again (a person wants to change it), offering the value it had."""
+        if qid in a:
+            self.prev[qid] = a.pop(qid)
+        self.preset.pop(qid, None)
+        self.filled.discard(qid)
+        self.force_ask.add(qid)
+
+    def spec_warnings(self, spec, a: dict) -> list:
+        """wizard.spec.warnings for the spec these answers make, with the facts this machine and the chosen
+        dataset give."""
+        from wizard.init.sanity import facts_for
+        from wizard.spec.warnings import check
+
+        cuda = bool(self.ctx.gpus) if self.ctx.hardware is not None else None
+        facts = facts_for(spec, shape=self.ctx.shape(Qs.model_id(a, self.ctx)), cuda=cuda,
+                          rows=Qs.dataset_rows(a, self.ctx)[0])
+        return check(spec, facts)
 
     def edit_tuning(self, a: dict, change: str | None) -> None:
         """Back to the hyperparameters: each is asked again, offering the value it has now."""
@@ -539,27 +434,6 @@ class Flow:
         self.filled.discard("use_recommended")
         self.preset.pop("use_recommended", None)
 
-    def fit_warning(self, fit: Fit, how: str) -> None:
-        change = f"; the one change that fits: {fit.change}" if fit.change else ""
-        self.console.print(Panel(Text.from_markup(
-            f"[bold red]✗ The estimate says this run does not fit:[/] about {fit.total_gb:.1f} GiB needed, "
-            f"{fit.avail:.1f} GiB available ({fit.where}); written anyway ({how}){change}. Training will likely "
-            "stop out of memory: change the spec first (`tune-wizard estimate SPEC` explains the figure)."),
-            border_style="red", expand=False))
-
-
-def _flatten(d: dict, prefix: str = ""):
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict) and v:
-            yield from _flatten(v, key)
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            yield key, ", ".join(str(s.get("path", s)) + (f"#{s['sample']}" if s.get("sample") else "")
-                                 + (f" ({s['hub']})" if s.get("hub") not in (None, "auto") else "") for s in v)
-        else:
-            yield key, fmt(v)
-
-
 # ---------------------------------------------------------------- the whole wizard
 
 def free_name(path: Path) -> Path:
@@ -569,11 +443,6 @@ def free_name(path: Path) -> Path:
         if not cand.exists():
             return cand
         n += 1
-
-
-def shown(path: Path) -> str:
-    s = str(path)
-    return s if path.is_absolute() or s.startswith(".") else f"./{s}"
 
 
 def choose_file(flow: Flow, path: Path) -> Path:
@@ -601,7 +470,7 @@ def choose_file(flow: Flow, path: Path) -> Path:
             raise UserError(f"{path} exists and the answers say not to overwrite it",
                             hint="add `out_file: NEW.yaml` to the answers file, or pass --out")
         flow.console.print(f"  [dim]{Qs.help_text(Qs.BY_ID['out_file'])}[/]")
-        raw = questionary.path("Write the spec to", default=shown(free_name(path)), **PROMPT_KW,
+        raw = questionary.path("Write the spec to", default=shown(free_name(path)), **PATH_KW,
                                validate=lambda t: True if t.strip() and not Path(t).expanduser().is_dir()
                                else "a file name, e.g. my-run.yaml").unsafe_ask()
         path = Path(raw.strip()).expanduser()
@@ -610,11 +479,12 @@ def choose_file(flow: Flow, path: Path) -> Path:
 
 def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_defaults: bool,
                answers_file: str | None = None) -> tuple[Path, bool]:
-    """Ask, summarise, write the spec. Returns (spec file, start training now?).
+    """Ask, review, write the spec and its answers file. Returns (spec file, start training now?).
 
-    KeyboardInterrupt before the write leaves nothing on disk; after it, CancelledAfterWrite says the file
-    is there.
+    KeyboardInterrupt before the write leaves nothing on disk, and so does Cancel at the review
+    (review.Cancelled); after the write, CancelledAfterWrite says the file is there.
     """
+    from wizard.init import review, sanity, saved
     from wizard.spec import from_dict
     from wizard.spec import yaml_writer as spec_yaml
 
@@ -628,33 +498,45 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
                             hint="a catalog alias, an owner/name hub id, or a folder holding the model")
         # Default file: ./<name>.yaml, beside where the wizard was started, so `tune-wizard run` finds it there.
         path = ctx.out or Path(f"{a['name']}.yaml")
-        endpoint = a.get("hf_endpoint", "")
         spec = from_dict(A.build_spec_dict(a, ctx, path), source="wizard answers")
-        fit = flow.summary(spec, shown(path), endpoint)
-        if fit.fits is not False or not interactive or use_defaults:  # --defaults asks nothing: it warns below
+        if sanity.ask_about(flow, flow.spec_warnings(spec, a), a):
+            a = flow.ask_questions(a)
+            continue
+        fit = flow.summary(spec, shown(path), a)
+        if not interactive or use_defaults:  # nobody to ask: a spec that does not fit is written with a warning
             break
-        pick, changed = flow.fit_choice(fit, a)
+        pick, changed = review.ask(flow, fit, a)
         if pick == "write":
             break
         if pick == "apply" and changed:
             flow.apply_change(a, changed, fit.change or "")
-        else:
+        elif pick == "edit:6":
             flow.edit_tuning(a, fit.change)
+        else:
+            review.edit_section(flow, a, int(pick.partition(":")[2]))
         a = flow.ask_questions(a)
+    endpoint = a.get("hf_endpoint", "")
     final = choose_file(flow, path)
+    overwritten = final.exists()
     if final != path:  # dataset paths are written relative to the spec's folder
         spec = from_dict(A.build_spec_dict(a, ctx, final), source="wizard answers")
-    mirror = f"\nWith the Hugging Face mirror: export HF_ENDPOINT={shlex.quote(endpoint)}" if endpoint else ""
+    start_line = run_command(final, endpoint)
     header = (f"tune-wizard run spec, written by `tune-wizard init`; each field says what it does.\n"
-              f"Run it:   tune-wizard run {shlex.quote(shown(final))}\n"
-              f"Check it: tune-wizard validate {shlex.quote(shown(final))}{mirror}\n")
+              f"Run it:   {start_line}\n"
+              f"Check it: tune-wizard validate {shlex.quote(shown(final))}\n")
     spec_yaml.write(spec, final, header)
-    console.print(f"\n[green]✓ wrote {shown(final)}[/]")
+    answers_path = saved.path_for(final)
+    if answers_path.exists() and not overwritten:  # someone's file by that name, not this spec's: keep it
+        answers_path = free_name(answers_path)
+    saved.write(answers_path, saved.answers_to_save(a, flow.filled, FLOW_OWNED), shown(final),
+                rerun_command(answers_path, final, a["name"]))
+    console.print(f"\n[green]✓ wrote {shown(final)} and its answers, {shown(answers_path)}[/]")
+    flow.done_panel(final, answers_path, endpoint, a["name"])
     if fit.fits is False:
         flow.fit_warning(fit, "--defaults" if use_defaults else "you said so" if interactive else
                          "--answers without a terminal")
     if ctx.no_start:
-        console.print(f"Start it with: [bold]tune-wizard run {shlex.quote(shown(final))}[/]")
+        console.print(f"Start it with: [bold]{start_line}[/]")
         return final, False
     try:
         flow._header(9)
@@ -665,8 +547,7 @@ def run_wizard(ctx: Context, console: Console, *, interactive: bool, use_default
         else:  # a spec the estimate says won't fit, written anyway: Enter does not start it
             start = flow.confirm("start", "Start training now?", fit.fits is not False)
     except KeyboardInterrupt:
-        raise CancelledAfterWrite(f"cancelled; {shown(final)} is written: start it with "
-                                  f"`tune-wizard run {shlex.quote(shown(final))}`") from None
+        raise CancelledAfterWrite(f"cancelled; {shown(final)} is written: start it with `{start_line}`") from None
     if not start:
-        console.print(f"Start it later with: [bold]tune-wizard run {shlex.quote(shown(final))}[/]")
+        console.print(f"Start it later with: [bold]{start_line}[/]")
     return final, bool(start)

@@ -60,6 +60,9 @@ class Question:
     other: Callable[[Any, Context], dict | None] | None = None
     back_to: str | None = None  # a confirm answered No goes back to that question
     optional: bool = False  # text/path: an empty answer is allowed (and means "none")
+    # An answers file may leave it out and get the default, even without --defaults: a question that only offers
+    # an extra step (download now?) must not break answers files written before it existed.
+    may_skip: bool = False
 
     @property
     def integer(self) -> bool:
@@ -140,6 +143,10 @@ def _check_model_path(v: str, a: dict, ctx: Context) -> str | None:
     if not (p / "config.json").is_file() and not list(p.glob("*.gguf")):
         return f"{p} holds no config.json: point at the folder with the model's config and weights"
     return None
+
+
+def _check_download_to(v: str, a: dict, ctx: Context) -> str | None:
+    return hubs.target_problem(v)
 
 
 def _check_adapter(v: str, a: dict, ctx: Context) -> str | None:
@@ -283,6 +290,84 @@ def _grad_accum_default(a: dict, ctx: Context) -> Any:
     return int(rec_accum) if batch == rec_batch else max(1, round(rec_batch * int(rec_accum) / batch))
 
 
+def dataset_rows(a: dict, ctx: Context) -> tuple[int | None, float | None]:
+    """(rows, tokens per row) of the chosen dataset where they can be read now: a local or bundled file
+    (tokens at ~4 characters each: the tokenizer is not loaded), a hub id's #N sample (rows only)."""
+    choice = a.get("dataset", "")
+    if choice == "hub":
+        n = str(a.get("dataset_hub", "")).partition("#")[2]
+        return (int(n) if n.isdigit() else None), None
+    data = ctx.bundled_data()
+    if choice == "local" and a.get("dataset_path"):
+        files = [Path(a["dataset_path"]).expanduser()]
+    elif choice == "bundled:mix":
+        files = [data.get("self_cognition"), data.get("general_chat")]
+    elif choice.startswith("bundled:"):
+        files = [data.get(choice.partition(":")[2])]
+    else:
+        return None, None
+    rows, chars = 0, 0.0
+    try:
+        for f in files:
+            p = ctx.preview(str(f), task_method(a)[0])
+            rows += p.rows
+            chars += (p.mean_chars or 0) * p.rows
+    except Exception:  # noqa: BLE001 - no preview: the figures that need it are left out
+        return None, None
+    return rows, (chars / rows / 4 + 20 if rows and chars else None)  # + the chat template's own tokens
+
+
+def _gpu_options(a: dict, ctx: Context) -> list:
+    """All the GPUs, each smaller count, one: the first says DDP or FSDP and why, by the rule the run applies
+    (wizard.estimate.strategy)."""
+    n = len(ctx.gpus)
+    why = _strategy(a, ctx, n)
+    out = [Option(str(n), f"all {n} GPUs", why)]
+    out += [Option(str(k), f"{k} GPUs", f"{k} of the {n}") for k in range(n - 1, 1, -1)]
+    return [*out, Option("1", "1 GPU", "one process, no torchrun; the other GPUs stay free")]
+
+
+def _strategy(a: dict, ctx: Context, n: int) -> str:
+    from wizard.estimate.strategy import choose
+    from wizard.spec import from_dict
+
+    task, method = task_method(a)
+    try:
+        spec = from_dict({"model": {"id": model_id(a, ctx) or "model"}, "task": task, "method": method,
+                          "data": {"train": ["data.jsonl"]}})
+        strategy, why = choose(spec, ctx.hardware, ctx.shape(spec.model.id), n)
+    except Exception:  # noqa: BLE001 - the model's size unknown here: the run decides when it starts
+        return "the run picks DDP when the model fits one GPU, FSDP when it does not"
+    return f"{strategy}: {why}"
+
+
+def tuning_schedule(a: dict, ctx: Context):
+    """wizard.init.schedule.updates for the answers so far (the recommended value of any not yet given)."""
+    from wizard.init.schedule import updates
+
+    r = rec(a, ctx)
+    v = {q.id: a[q.id] if q.id in a else r.get(q.spec, fields.default(q.spec))
+         for q in QUESTIONS if q.tuning and q.spec}
+    task, method = task_method(a)
+    if task != "sft":
+        v["batching"] = "rows"
+    fits = None
+    if ctx.gpus:
+        # The memory verdict the recommendation measured: a pass of up to its fitted budget fits.
+        fitted = ctx.recommend(model_id(a, ctx), task, method)
+        if fitted.get("batch_tokens"):
+            fits = lambda tokens, ckpt: (tokens <= fitted["batch_tokens"], 0.0)  # noqa: E731
+    return updates(v, *dataset_rows(a, ctx), fits=fits)
+
+
+def _interval(a: dict, ctx: Context, path: str) -> int:
+    from wizard.init.schedule import MIN_LOGS, MIN_SAVES, scaled
+
+    value = int(rec(a, ctx).get(path, fields.default(path)))
+    s = tuning_schedule(a, ctx)
+    return scaled(value, s.total, MIN_SAVES if path == "train.save_steps" else MIN_LOGS) if s else value
+
+
 def _name_default(a: dict, ctx: Context) -> str:
     task, method = task_method(a)
     return f"{short_name(model_id(a, ctx))}-{task}-{method}"
@@ -314,6 +399,15 @@ QUESTIONS: list[Question] = [
     Q("model_path", "path", 3, "Model folder", spec="model.id",
       help="A folder holding config.json and the weights (safetensors or .bin), or a .gguf file.",
       validate=_check_model_path, when=lambda a, c: a.get("hub") == "local"),
+    # ms-swift's init script downloads first; here the run downloads when it starts, unless asked now (to train
+    # offline, or on another machine from a copy of the folder): the spec then names the folder.
+    Q("download", "confirm", 3, "Download the model now?",
+      help="Yes saves it in a folder now and the spec trains from that folder (copy it to train elsewhere); no: "
+           "the run downloads it into the hub's cache when it starts.",
+      default=lambda a, c: False, when=lambda a, c: a.get("hub") in HUB_TITLES, may_skip=True),
+    Q("download_to", "path", 3, "Save the model in", help="A new or empty folder (or a previous download's).",
+      default=lambda a, c: f"models/{short_name(model_id(a, c))}", validate=_check_download_to,
+      when=lambda a, c: a.get("hub") in HUB_TITLES and a.get("download") is True),
     # One answer sets task and method, so the choices are the pairs and the help speaks of both.
     Q("task", "select", 4, "What kind of training?", spec="task", also=("method",),
       help="SFT teaches from example conversations; DPO from preferred vs rejected answers.",
@@ -339,6 +433,12 @@ QUESTIONS: list[Question] = [
            "Face) when the run starts.",
       validate=_check_dataset_hub,
       when=lambda a, c: a.get("dataset") == "hub"),
+    # Asked on a machine with several GPUs: the run then starts one process per GPU through torchrun.
+    Q("gpus", "select", 6, "How many GPUs?", spec="distributed.gpus",
+      help="Each GPU trains on its share of every update (DDP), or holds a share of the model (FSDP) when it is "
+           "too big for one; the first choice says which this model takes.",
+      default=lambda a, c: str(len(c.gpus)), choices=_gpu_options, to_spec=int,
+      when=lambda a, c: len(c.gpus) > 1),
     Q("use_recommended", "confirm", 6, "Use the recommended settings?",
       help="Yes takes the values above; No asks for each of them.", default=lambda a, c: True),
     Q("lora_r", "number", 6, "LoRA rank", spec="lora.r", when=uses_adapter, tuning=True),
@@ -370,12 +470,15 @@ QUESTIONS: list[Question] = [
     Q("weight_decay", "number", 6, "Weight decay", spec="train.weight_decay", tuning=True, advanced=True),
     Q("scheduler", "select", 6, "Learning-rate schedule", spec="train.scheduler", tuning=True, advanced=True),
     Q("optimizer", "select", 6, "Optimizer", spec="train.optimizer", tuning=True, advanced=True),
+    # Scaled to the updates the chosen dataset makes, so a small one still saves and logs several times.
     Q("save_steps", "number", 6, "Save a checkpoint every N steps", spec="train.save_steps", tuning=True,
-      advanced=True),
-    Q("logging_steps", "number", 6, "Log every N steps", spec="train.logging_steps", tuning=True, advanced=True),
+      advanced=True, default=lambda a, c: _interval(a, c, "train.save_steps")),
+    Q("logging_steps", "number", 6, "Log every N steps", spec="train.logging_steps", tuning=True, advanced=True,
+      default=lambda a, c: _interval(a, c, "train.logging_steps")),
     Q("gradient_checkpointing", "select", 6, "Gradient checkpointing", spec="train.gradient_checkpointing",
       tuning=True, advanced=True),
-    Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True),
+    Q("packing", "confirm", 6, "Pack short rows together?", spec="data.packing", tuning=True, advanced=True,
+      when=lambda a, c: task_method(a)[0] == "sft"),  # DPO reads pairs whole
     Q("eval_split", "number", 6, "Eval split", spec="data.eval_split", tuning=True, advanced=True),
     Q("seed", "number", 6, "Random seed", spec="train.seed", tuning=True, advanced=True),
     Q("dpo_beta", "number", 6, "DPO beta", spec="dpo.beta", when=lambda a, c: task_method(a)[0] == "dpo",
@@ -398,10 +501,11 @@ _ADAPTER = f"method lora or qlora (task {', '.join(p for p in TASK_PAIRS if not 
 ASKED_WHEN = {
     "hf_endpoint": "hub: huggingface", "model": "hub: huggingface or modelscope",
     "model_id": "model: other (or a `model: owner/name`)", "model_path": "hub: local",
+    "download": "hub: huggingface or modelscope", "download_to": "download: yes",
     "dpo_adapter": "a dpo task", "dpo_beta": "a dpo task", "dataset_path": "dataset: local (or a `dataset: FILE`)",
     "dataset_confirm": "dataset: local", "dataset_hub": "dataset: hub (or a `dataset: owner/name`)",
     "lora_r": _ADAPTER, "lora_alpha": _ADAPTER, "lora_dropout": _ADAPTER, "target_modules": _ADAPTER,
-    "batching": "an sft task", "batch_tokens": "an sft task batching tokens",
+    "batching": "an sft task", "packing": "an sft task", "batch_tokens": "an sft task batching tokens",
     "batch_size": "batching: rows, or a dpo task",
 }
 

@@ -194,6 +194,23 @@ class DpoSpec(_Strict):
     max_completion_length: int = Field(512, ge=8, description="tokens kept of each answer")
 
 
+class DistributedSpec(_Strict):
+    gpus: int | Literal["all"] = Field(
+        1, description="processes per machine, one per GPU: 1, N or all; more than one starts them through torchrun "
+                       "(on a machine without GPUs: N CPU processes, for testing)")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="ddp: a whole copy of the model on each GPU (it fits one) | fsdp: weights, gradients "
+                            "and optimizer states sharded across the GPUs (it does not) | auto: ddp when the memory "
+                            "estimate fits one GPU")
+
+    @field_validator("gpus")
+    @classmethod
+    def _at_least_one(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be 1 or more, or 'all'")
+        return v
+
+
 def task_method_problem(task: str, method: str) -> str | None:
     """Why this task cannot train with this method, or None (the wizard offers only the pairs that can)."""
     if task == "dpo" and method == "full":
@@ -216,6 +233,8 @@ class RunSpec(_Strict):
     data: DataSpec = Field(description="the training data")
     train: TrainSpec = Field(default_factory=TrainSpec, description="the training loop")
     dpo: DpoSpec = Field(default_factory=DpoSpec, description="DPO settings (task dpo)")
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec,
+                                         description="training on several GPUs or machines (torchrun)")
     output_dir: str = Field("runs", description="run folders go here, one per run: <name>-<time>/")
 
     @field_validator("name")

@@ -48,6 +48,8 @@ def relevant(spec: RunSpec) -> dict:
         d.pop("quant")
     if spec.method == "full":
         d.pop("lora")
+    if spec.distributed == type(spec.distributed)():
+        d.pop("distributed")  # one process, as every run before the section existed
     _drop_unset(d, RunSpec)
     return d
 
