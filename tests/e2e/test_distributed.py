@@ -1,6 +1,7 @@
 """A run on two processes (torchrun, gloo on the CPU) through the real CLI: the same losses as one process with the
-same global batch, one run folder, Ctrl-C of the launcher stops both processes with a checkpoint, --resume on two
-processes continues to the same losses, and chat answers with its adapter; a rank that raises brings the run down
+same global batch, one run folder, Ctrl-C of the launcher stops both processes at a step boundary with a checkpoint
+of that step (every run's SIGINT path: one process runs the same GracefulStop), a half-written checkpoint is
+never resumed from, --resume on two processes continues to the same losses, and chat answers with its adapter; a rank that raises brings the run down
 within seconds, and the run's state names that rank and its error."""
 from __future__ import annotations
 
@@ -80,10 +81,14 @@ def test_two_processes_train_like_one_stop_together_and_resume(tmp_path, tiny_mo
     stopped_at = state["step"]
     assert 3 <= stopped_at < STEPS, state
     assert rf.complete_checkpoints(run)[-1].name == f"checkpoint-{stopped_at}"
+    assert state["signal"] == "SIGINT" and state["message"] == f"stopped by SIGINT; --resume continues from " \
+        f"checkpoint-{stopped_at}", state
     assert rf.read_json(run / rf.RUN_INFO)["world_size"] == 2
+    (run / rf.CHECKPOINTS / "checkpoint-99").mkdir()  # half-written (no .complete): never resumed from
 
     resumed = cli("run", str(two), "--plain", "--gpus", "2", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert f"resumed at step {stopped_at}" in resumed.stdout
     assert only_run(runs) == run  # one run folder, written by rank 0 alone
     assert rf.read_state(run)["status"] == "finished"
     assert (run / rf.ADAPTER / "adapter_model.safetensors").is_file()

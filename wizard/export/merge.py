@@ -92,7 +92,7 @@ def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: boo
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }, indent=2) + "\n")
         out.mkdir(parents=True, exist_ok=True)
-        _remove_model_files(out)
+        remove_model_files(out)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
@@ -102,7 +102,7 @@ def merge_run(ref: str, out: Path | None = None, dtype: str = "auto", force: boo
     return out
 
 
-def _remove_model_files(folder: Path) -> None:
+def remove_model_files(folder: Path) -> None:
     for pattern in _MODEL_FILES:
         for f in folder.glob(pattern):
             if f.is_file():

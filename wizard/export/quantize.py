@@ -27,7 +27,7 @@ from pathlib import Path
 
 from wizard import run_folder as rf
 from wizard.errors import UserError
-from wizard.export.merge import _remove_model_files, auto_dtype, check_out_dir, merged_model
+from wizard.export.merge import auto_dtype, check_out_dir, merged_model, remove_model_files
 
 SCHEMES = ("gptq", "awq")
 GROUP_SIZES = (32, 64, 128)  # what vLLM's Marlin W4A16 kernels accept (besides -1, per channel)
@@ -126,7 +126,7 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
         }, indent=2) + "\n")
         (tmp / "README.md").write_text(readme(out, scheme, group_size))
         out.mkdir(parents=True, exist_ok=True)
-        _remove_model_files(out)  # --force: only what an export writes goes, as with --merge
+        remove_model_files(out)  # --force: only what an export writes goes, as with --merge
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
