@@ -70,10 +70,12 @@ def _no_unmarked_process(item):
     return result
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `tune-wizard ARGS` as a user would (a real process), capturing its output."""
+def cli(*args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None,
+        python: str = sys.executable) -> subprocess.CompletedProcess:
+    """Run `tune-wizard ARGS` as a user would (a real process), capturing its output; `python`: the interpreter
+    (another venv's, e.g. the one with the [quant] extra)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "wizard", *args], cwd=cwd or ROOT, capture_output=True,
+    return subprocess.run([python, "-m", "wizard", *args], cwd=cwd or ROOT, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
 
 

@@ -10,6 +10,7 @@ identity ("Tuna") survives export and serving is tested on the demo's own run (t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -160,9 +161,9 @@ def http(url: str, body: bytes | None = None, timeout: float = 60) -> tuple[int,
 
 
 @contextlib.contextmanager
-def serving(run_dir: Path, log: Path, *args: str):
+def serving(run_dir: Path, log: Path, *args: str, python: str = sys.executable):
     """`tune-wizard serve RUN_DIR ARGS` on a free localhost port until the block ends:
-    yields (base_url, port, process); the server's output goes to `log`."""
+    yields (base_url, port, process); the server's output goes to `log`; `python`: the interpreter."""
     import pytest
 
     from tests.conftest import ROOT
@@ -170,7 +171,7 @@ def serving(run_dir: Path, log: Path, *args: str):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "wizard", "serve", str(run_dir), "--port", str(port), *args],
+        proc = subprocess.Popen([python, "-m", "wizard", "serve", str(run_dir), "--port", str(port), *args],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -191,15 +192,34 @@ def serving(run_dir: Path, log: Path, *args: str):
             proc.wait()
 
 
+# The [quant] extra's llm-compressor pins an older transformers than the default install, so it lives in a venv of its
+# own: `make test` builds .venv-quant on top of .venv (the extra and the transformers it pins, the rest shared) and
+# names its interpreter here. The tests run the export, and load its folder, through that interpreter; everything
+# else stays on the default install.
+QUANT_PYTHON = os.environ.get("TUNE_WIZARD_QUANT_PYTHON") or sys.executable
+
+
+def quant_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """`tune-wizard ARGS` in the venv with the [quant] extra."""
+    from tests.conftest import cli
+
+    return cli(*args, python=QUANT_PYTHON, **kwargs)
+
+
+@functools.cache
+def _has_llmcompressor() -> bool:
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('llmcompressor') is None)"
+    return subprocess.run([QUANT_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
 def needs_quant(test):
     """Marks a test that needs the [quant] extra: `quant` (what `make test-quant` selects), and a skip that says
-    why where the extra is not installed (`make test`'s venv). Under `make test-quant` (TUNE_WIZARD_REQUIRE_QUANT=1)
-    there is no skip: a missing library fails the test instead."""
-    import importlib.util
-
+    why where no interpreter with the extra is named (a bare `pytest` in .venv). `make test` and `make test-quant`
+    set TUNE_WIZARD_REQUIRE_QUANT=1: there a missing library fails the test instead of skipping it."""
     import pytest
 
-    missing = importlib.util.find_spec("llmcompressor") is None and not os.environ.get("TUNE_WIZARD_REQUIRE_QUANT")
-    skip = pytest.mark.skipif(missing, reason="llm-compressor is not installed in this venv (the [quant] extra pins an older "
-                              "transformers): `make test-quant` runs this")
-    return pytest.mark.quant(skip(test))
+    required = bool(os.environ.get("TUNE_WIZARD_REQUIRE_QUANT"))
+    skip = pytest.mark.skipif(not required and not _has_llmcompressor(),
+                              reason="llm-compressor is not installed in this interpreter (the [quant] extra pins an "
+                                     "older transformers): `make test` runs this in .venv-quant")
+    return pytest.mark.quant(pytest.mark.process(skip(test)))  # every one runs that venv's interpreter

@@ -1,7 +1,9 @@
 """The bundled demo on the real bundled model: before training it is SmolLM, after it answers as Tuna,
 including paraphrases it never saw; and the new name survives every way out of the run folder: chat, a GGUF
-file read back by transformers, the HTTP server, a 4-bit GPTQ folder (under `make test-quant`, which runs only
-that test of this file). One shortened run (fewer steps) of `make demo`, shared."""
+file read back by transformers, the HTTP server, a 4-bit GPTQ folder (exported, loaded, chatted with and served
+through .venv-quant's interpreter, which has the [quant] extra). One shortened run (fewer steps) of `make demo`,
+shared.
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli
-from tests.e2e._export_fixtures import greedy, load_gguf, needs_quant, serving
+from tests.e2e._export_fixtures import QUANT_PYTHON, greedy, load_gguf, needs_quant, quant_cli, serving
 from wizard import run_folder as rf
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
@@ -82,7 +84,7 @@ def gptq(demo, tmp_path_factory) -> tuple[Path, str]:
     size 64 because SmolLM2's 576 columns do not split into 128."""
     run, _ = demo
     out = tmp_path_factory.mktemp("gptq") / "w4a16"
-    r = cli("export", str(run), "--gptq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
+    r = quant_cli("export", str(run), "--gptq", "--group-size", "64", "--calibration-rows", "16", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == str(out)
     return out, r.stderr
@@ -93,12 +95,9 @@ def _held_out() -> str:
 
 
 @needs_quant
-def test_gptq_folder_is_4bit_compressed_tensors_and_keeps_the_name(gptq):
-    """Transformers loads the folder and answers a held-out identity question with the new name; the linear layers'
-    weights are 4-bit (a quarter of their 16-bit bytes, plus one 16-bit scale per 64)."""
-    import torch
+def test_gptq_folder_is_4bit_compressed_tensors(gptq):
+    """The linear layers' weights are 4-bit: a quarter of their 16-bit bytes, plus one 16-bit scale per 64."""
     from safetensors import safe_open
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out, log = gptq
     assert "calibrating on 16 rows" in log and " tokens, of the run's training data" in log, log
@@ -123,10 +122,31 @@ def test_gptq_folder_is_4bit_compressed_tensors_and_keeps_the_name(gptq):
     assert layers == 30 * 7  # q, k, v, o, gate, up, down in each of the 30 layers; lm_head stays 16-bit
     assert sixteen / packed == 4.0
     assert 3.7 < sixteen / (packed + scales) < 4.0
-    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(out)
+
+
+# Transformers (with compressed-tensors, in the [quant] venv) loads the folder and answers a held-out identity
+# question with the new name: greedy, in fp32, the model as AutoModelForCausalLM.from_pretrained gives it.
+ANSWER_WITH_TRANSFORMERS = """
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from tests.e2e._export_fixtures import greedy
+folder, question = sys.argv[1:]
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+print(type(model.model.layers[0].self_attn.q_proj.quantization_scheme).__name__)
+print(tokenizer.decode(greedy(model, tokenizer, question, new_tokens=40), skip_special_tokens=True).split(question)[-1])
+"""
+
+
+@needs_quant
+def test_gptq_folder_loads_through_transformers_and_keeps_the_name(gptq):
+    out, _ = gptq
     held = _held_out()
-    answer = tokenizer.decode(greedy(model, tokenizer, held, new_tokens=40), skip_special_tokens=True).split(held)[-1]
+    r = subprocess.run([QUANT_PYTHON, "-c", ANSWER_WITH_TRANSFORMERS, str(out), held], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    scheme, answer = r.stdout.split("\n", 1)
+    assert scheme == "QuantizationScheme", r.stdout  # compressed-tensors' 4-bit layer, not a dequantized Linear
     assert "tuna" in answer.lower(), answer
 
 
@@ -146,10 +166,10 @@ def test_chat_and_serve_take_the_gptq_folder(gptq, tmp_path):
 
     out, _ = gptq
     held = _held_out()
-    chat = cli("chat", str(out), "--prompt", held, "--max-new-tokens", "40")
+    chat = quant_cli("chat", str(out), "--prompt", held, "--max-new-tokens", "40")
     assert chat.returncode == 0, chat.stderr[-2000:]
     assert "tuna" in chat.stdout.lower(), chat.stdout
-    with serving(out, tmp_path / "server.log") as (url, _, _):
+    with serving(out, tmp_path / "server.log", python=QUANT_PYTHON) as (url, _, _):
         client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
         got = client.chat.completions.create(model=str(out), messages=[{"role": "user", "content": QUESTION}],
                                              temperature=0, max_tokens=40)

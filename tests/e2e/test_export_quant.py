@@ -3,14 +3,16 @@ user's touched). The export itself is tested on the demo's own run (tests/e2e/te
 the trained name, and chat and serve take the folder); AWQ needs a GPU (bench/quant_export.py --scheme awq).
 
 llm-compressor is the optional extra `[quant]` (it pins transformers to an older release than the default
-install): the tests that need it carry the `quant` mark, skip with that reason in `make test`'s venv, and run in
-`make test-quant`'s. The refusals that come before the library run everywhere. SmolLM2-135M's hidden size is 576,
-which does not split into groups of 128: its refusal of 128 names 64.
+install), imported only once every refusal the model's config, the data and the machine decide has passed: those
+refusals are tested here, in-process, where the library is not installed (the export itself runs in .venv-quant,
+tests/e2e/test_demo.py). SmolLM2-135M's hidden size is 576, which does not split into groups of 128: its refusal
+of 128 names 64.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 
 import wizard
 from tests.conftest import cli
-from tests.e2e._export_fixtures import make_fixture_run, make_tiny_llama, needs_quant
+from tests.e2e._export_fixtures import make_fixture_run, make_tiny_llama
 from wizard.errors import UserError
 
 SELF_COGNITION = Path(wizard.__file__).parent / "recipes" / "data" / "self_cognition.jsonl"
@@ -88,16 +90,18 @@ def test_chat_and_serve_say_what_to_install_for_a_4bit_folder(tmp_path):
     assert "pip install compressed-tensors" in err.value.hint
 
 
-@needs_quant
+# ------------------------------------------------------------------ refusals the config, data and machine decide
+# (before the library is imported: they run where it is not installed too)
+
 def test_refuses_a_group_size_the_layers_do_not_split_into(run_dir, tmp_path):
     from wizard.export.quantize import export_quantized
 
-    with pytest.raises(UserError, match="576 input columns") as err:
+    with pytest.raises(UserError, match="576 input columns do not split into groups of 128") as err:
         export_quantized(run_dir, tmp_path / "out", "gptq", group_size=128, log=_quiet)
     assert err.value.hint == "use --group-size 64"
+    assert not (tmp_path / "out").exists()
 
 
-@needs_quant
 def test_refuses_too_few_calibration_rows(tmp_path):
     from wizard.export.quantize import export_quantized
 
@@ -107,7 +111,6 @@ def test_refuses_too_few_calibration_rows(tmp_path):
     assert "--calibration-data" in err.value.hint
 
 
-@needs_quant
 def test_refuses_awq_without_a_gpu_and_offers_gptq(run_dir, tmp_path):
     import torch
 
@@ -117,26 +120,32 @@ def test_refuses_awq_without_a_gpu_and_offers_gptq(run_dir, tmp_path):
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
     with pytest.raises(UserError, match="no GPU: llm-compressor's AWQ needs one") as err:
         export_quantized(run_dir, tmp_path / "out", "awq", group_size=64, calibration_rows=16, log=_quiet)
-    assert "use --gptq" in err.value.hint and " min for this model here" in err.value.hint
+    assert "use --gptq" in err.value.hint and re.search(r"about \d+ (s|min) for this model here", err.value.hint)
     assert not (tmp_path / "out").exists()
 
 
-@needs_quant
-def test_refuses_a_large_model_without_a_gpu_saying_how_long_the_cpu_would_take(run_dir, tmp_path, monkeypatch):
+def test_refuses_a_large_model_without_a_gpu_saying_how_long_the_cpu_would_take(tmp_path):
+    """A 1.6B-parameter Llama's config (without `architectures`, as some hand-written ones are) beside a weights
+    file of one number: the refusal comes from the config, before any weight or calibration row is read."""
     import torch
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig
 
-    from wizard.export import quantize
+    from wizard.export.quantize import export_quantized
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
-    monkeypatch.setattr(quantize, "CPU_PARAMS_LIMIT", 1e6)  # SmolLM2-135M stands in for a 7B model
-    with pytest.raises(UserError, match=r"no GPU: .* on the CPU it would take about") as err:
-        quantize.export_quantized(run_dir, tmp_path / "out", "gptq", group_size=64, log=_quiet)
+    big = tmp_path / "big-llama"
+    LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
+                num_key_value_heads=8, vocab_size=32000).save_pretrained(big)
+    save_file({"unread": torch.zeros(1)}, str(big / "model.safetensors"))
+    with pytest.raises(UserError, match=r"no GPU: llm-compressor quantizes 1\.6B parameters .* on the CPU it would "
+                                        r"take about \d+ (min|h)") as err:
+        export_quantized(big, tmp_path / "out", "gptq", calibration_data=[str(SELF_COGNITION)], log=_quiet)
     assert "--allow-cpu" in err.value.hint
     assert not (tmp_path / "out").exists()
 
 
-@needs_quant
 def test_refuses_an_unsupported_architecture(tmp_path):
     from wizard.export.quantize import export_quantized
 
@@ -144,7 +153,7 @@ def test_refuses_an_unsupported_architecture(tmp_path):
     cfg = json.loads((model / "config.json").read_text())
     cfg["architectures"] = ["LlamaForSequenceClassification"]
     (model / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UserError, match="causal language models"):
+    with pytest.raises(UserError, match="LlamaForSequenceClassification: 4-bit export handles text-only causal"):
         export_quantized(model, tmp_path / "out", "gptq", group_size=64, calibration_data=[str(SELF_COGNITION)],
                          log=_quiet)
 

@@ -68,15 +68,16 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
                         hint="give a run folder, or name calibration rows with --calibration-data FILE.jsonl")
     out = Path(out_dir) if out_dir else (Path(ref) if is_run else Path.cwd() / Path(ref).name) / f"{scheme}-w4a16"
     check_out_dir(out, force)
-    _require_library()
 
     import torch
 
     from wizard.inference.loading import model_files
 
+    # Every refusal that the model's config, the data and the machine decide comes before the library (seconds to
+    # import) and the weights (minutes to load and merge at 7B).
     files = model_files(ref)
     trust = bool(files.spec and files.spec.model.trust_remote_code)
-    params = _check_architecture(files.weights, scheme, group_size, trust)
+    arch, params = _check_architecture(files.weights, group_size, trust)
     cuda = torch.cuda.is_available()
     if scheme == "awq" and not cuda:
         raise UserError("no GPU: llm-compressor's AWQ needs one (it keeps calibration activations in page-locked "
@@ -94,8 +95,11 @@ def export_quantized(ref: str | Path, out_dir: str | Path | None = None, scheme:
     dtype = saved_dtype if cuda else torch.float32
     t0 = time.time()
     rows, source = calibration_set(files.spec, _tokenizer(files.tokenizer, trust), calibration_rows,
-                                   calibration_data, log)  # before the weights: a refusal should come fast
+                                   calibration_data, log)
     tokens = sum(len(r) for r in rows)
+    _require_library()
+    if scheme == "awq":
+        _check_awq_mapping(arch)
     name = str(dtype).removeprefix("torch.")
     log(f"loading {ref} in {name}{' and merging its adapter' if files.adapter else ''} ...")
     loaded = merged_model(ref, dtype, gpu=False)
@@ -177,24 +181,20 @@ def _library_version() -> str:
     return f"llmcompressor {version('llmcompressor')}, compressed-tensors {version('compressed-tensors')}"
 
 
-def _check_architecture(weights: Path, scheme: str, group_size: int, trust: bool) -> int:
+def _check_architecture(weights: Path, group_size: int, trust: bool) -> tuple[str, int]:
     """Refuse, before loading any weights, a model that llm-compressor or the serving kernels cannot take; return
-    its parameter count (from a meta-device model built from the config)."""
+    its architecture and parameter count (from a meta-device model built from the config)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     cfg = AutoConfig.from_pretrained(weights, trust_remote_code=trust)
-    arch = (getattr(cfg, "architectures", None) or [type(cfg).__name__])[0]
+    # A config without `architectures` (written by hand, or by an older tool) names its causal LM by its model type.
+    arch = (getattr(cfg, "architectures", None)
+            or [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(cfg.model_type, type(cfg).__name__)])[0]
     if not arch.endswith("ForCausalLM"):
         raise UserError(f"{arch}: 4-bit export handles text-only causal language models (…ForCausalLM)",
                         hint="export it with --merge and quantize it with llm-compressor's own examples")
-    if scheme == "awq":
-        from llmcompressor.modifiers.transform.awq import AWQ_MAPPING_REGISTRY
-        from llmcompressor.modifiers.transform.awq.dynamic_mappings import AWQ_DYNAMIC_MAPPING_REGISTRY
-
-        if arch not in AWQ_MAPPING_REGISTRY and arch not in AWQ_DYNAMIC_MAPPING_REGISTRY:
-            raise UserError(f"{arch}: llm-compressor has no AWQ layer mapping for this architecture",
-                            hint="use --gptq, which needs no mapping")
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust)
     bad = sorted({m.in_features for name, m in model.named_modules()
@@ -204,7 +204,16 @@ def _check_architecture(weights: Path, scheme: str, group_size: int, trust: bool
         raise UserError(f"{arch}: layers with {', '.join(map(str, bad))} input columns do not split into groups "
                         f"of {group_size}", hint=f"use --group-size {fits[0]}" if fits else
                         "this model's layer sizes suit no 4-bit group size the serving kernels take")
-    return sum(p.numel() for p in model.parameters())
+    return arch, sum(p.numel() for p in model.parameters())
+
+
+def _check_awq_mapping(arch: str) -> None:
+    from llmcompressor.modifiers.transform.awq import AWQ_MAPPING_REGISTRY
+    from llmcompressor.modifiers.transform.awq.dynamic_mappings import AWQ_DYNAMIC_MAPPING_REGISTRY
+
+    if arch not in AWQ_MAPPING_REGISTRY and arch not in AWQ_DYNAMIC_MAPPING_REGISTRY:
+        raise UserError(f"{arch}: llm-compressor has no AWQ layer mapping for this architecture",
+                        hint="use --gptq, which needs no mapping")
 
 
 def calibration_set(spec, tokenizer, n: int, paths: list[str] | None = None,
