@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 # on a CUDA machine: make demo TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# The venv with the [quant] extra, for the 4-bit export's tests (below). Defined here: make reads a rule's
+# prerequisites as it meets them.
+QVENV ?= .venv-quant
+QPY := $(QVENV)/bin/python
+QSTAMP := $(QVENV)/.installed
 
 .PHONY: setup demo test test-fast test-quant clean
 
@@ -45,9 +50,6 @@ test-fast: $(STAMP)
 # (pyproject.toml says which): a venv of its own, so the rest of `make test` keeps testing the default install.
 # It is layered on .venv (a .pth file adds .venv's packages after its own), so it installs only the extra and the
 # transformers it pins, in seconds, not a second torch.
-QVENV ?= .venv-quant
-QPY := $(QVENV)/bin/python
-QSTAMP := $(QVENV)/.installed
 
 $(QSTAMP): $(STAMP)
 	$(PYTHON) -m venv --clear $(QVENV)
