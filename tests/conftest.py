@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+# A suite started in the background by a shell without job control (`make test &` in a script, `nohup ... &`)
+# inherits SIGINT ignored, and so would every process a test starts: Ctrl-C would reach none of them and the
+# Ctrl-C tests would hang. A Python handler, unlike "ignored", is reset to the default in a child at exec, so each
+# child starts with Python's KeyboardInterrupt as it does from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # `make test-fast` runs only the in-process tier (-m "not slow and not process"). The interpreter's audit events
 # see every process a test starts, through subprocess, pexpect's pty fork or a plain fork, so a test that starts

@@ -23,7 +23,7 @@ def checks(path: str, network: bool) -> list[tuple[str, bool, str]]:
     else:
         rows.append(("CUDA", False, "no NVIDIA GPU visible: training runs on the CPU (fine for the demo)"))
     for pkg in ("transformers", "peft", "trl", "datasets", "bitsandbytes", "gguf", "modelscope"):
-        rows.append(_package(pkg))
+        rows.append(_package(pkg, imported=cuda and pkg in IMPORTED_ON_GPU))
     try:
         with hardware.nvml() as nv:
             rows.append(("NVML", True, f"driver {hardware.nvml_driver(nv)}"))
@@ -67,16 +67,17 @@ def _several_gpus(torch, hardware) -> list[tuple[str, bool, str]]:
     return rows
 
 
-# Imported to be checked: bitsandbytes shows a broken CUDA set-up only when imported. The others are pure
-# Python, read from their installed metadata: importing peft and trl (which import transformers' models) takes
-# ~8 s on a small machine, and doctor should answer in seconds.
-IMPORTED = ("bitsandbytes",)
+# Imported to be checked where there is a GPU: bitsandbytes shows a broken CUDA set-up only when imported. Everything
+# else, and bitsandbytes on a machine without a GPU (its CPU backend has no set-up to break; importing it takes ~6 s
+# on a small machine), is read from the installed metadata: importing peft and trl (which import transformers'
+# models) takes ~8 s there too, and doctor should answer in seconds.
+IMPORTED_ON_GPU = ("bitsandbytes",)
 
 
-def _package(pkg: str) -> tuple[str, bool, str]:
+def _package(pkg: str, imported: bool = False) -> tuple[str, bool, str]:
     from importlib import metadata, util
 
-    if pkg not in IMPORTED:
+    if not imported:
         if util.find_spec(pkg) is None:
             return pkg, False, "not installed"
         try:
