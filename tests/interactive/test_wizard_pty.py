@@ -206,6 +206,17 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, stop_at):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cancel_at_the_review_exits_0_and_writes_nothing(tmp_path):
+    """Cancel is an answer, not an interruption: exit 0 (Ctrl-C is 130), and no spec or answers file."""
+    child = spawn(tmp_path, "--no-start")
+    for prompt in ACCEPT_ALL[:-1]:
+        ask(child, prompt, ENTER)
+    choose(child, "Write this spec?", "Cancel")
+    assert finish(child) == 0
+    assert "cancelled at the review; nothing written" in child.logfile_read.plain()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_existing_file_is_kept_unless_the_user_says_so(tmp_path):
     out = tmp_path / "spec.yaml"
     out.write_text("keep: me\n")
